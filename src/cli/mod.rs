@@ -1,0 +1,99 @@
+//! Command-line interface: one file per subcommand; this file parses arguments and dispatches.
+
+mod build;
+mod demo;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Rebuild, verify and audit the COVIDx chest X-ray dataset from its public sources.
+#[derive(Debug, Parser)]
+#[command(name = "covidx", version, about)]
+pub struct Cli {
+    /// Only print errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build split files, manifest and lock file from a pipeline and a sources directory.
+    Build(BuildArgs),
+    /// Recompute every hash of a lock file and list what differs (exit 1 if anything does).
+    Verify(VerifyArgs),
+    /// Write a generated miniature of the upstream layouts and build it (no downloads).
+    Demo(DemoArgs),
+}
+
+/// Arguments of `covidx build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Pipeline file (e.g. pipelines/covidx2.toml).
+    pub pipeline: PathBuf,
+    /// Directory holding the upstream layouts.
+    #[arg(long, default_value = "data/sources")]
+    pub sources: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "data/out")]
+    pub out: PathBuf,
+    /// Check that image files exist, without reading them.
+    #[arg(long)]
+    pub metadata_only: bool,
+}
+
+/// Arguments of `covidx verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The lock file of a build (OUT/covidx.lock.json).
+    pub lock: PathBuf,
+    /// Directory holding the upstream layouts the build read.
+    #[arg(long, default_value = "data/sources")]
+    pub sources: PathBuf,
+}
+
+/// Arguments of `covidx demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the miniature sources and the build go.
+    #[arg(long, default_value = "data/demo")]
+    pub dir: PathBuf,
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        "error"
+    } else {
+        ["warn", "info", "debug"][cli.verbose.min(2) as usize]
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COVIDX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match &cli.command {
+        Command::Build(a) => build::run(a, cli.quiet),
+        Command::Verify(a) => verify::run(a, cli.quiet),
+        Command::Demo(a) => demo::run(a, cli.quiet),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

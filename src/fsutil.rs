@@ -1,0 +1,162 @@
+//! File-system helpers shared by every stage: path confinement, hashing, atomic writes.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Checks that `rel` is a relative path that stays inside its root: no absolute path, drive
+/// prefix, `..` component, backslash separator or NUL byte. Metadata paths are checked with
+/// this before anything is opened.
+pub fn check_relative(rel: &str) -> Result<()> {
+    if rel.is_empty() {
+        bail!("empty path");
+    }
+    if rel.contains('\0') {
+        bail!("path {rel:?} holds a NUL byte");
+    }
+    if rel.contains('\\') {
+        bail!("path {rel:?} uses a backslash; only '/'-separated relative paths are allowed");
+    }
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => bail!("path {rel:?} escapes its root ('..')"),
+            Component::RootDir | Component::Prefix(_) => {
+                bail!("path {rel:?} is absolute; it must be relative to its source root")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Joins a checked relative path onto `root`.
+pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
+    check_relative(rel)?;
+    Ok(root.join(rel))
+}
+
+/// Opens `root/rel` for reading after checking, on the resolved path, that symlinks do not lead
+/// outside `root`.
+pub fn open_confined(root: &Path, rel: &str) -> Result<File> {
+    let path = safe_join(root, rel)?;
+    let real = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    let real_root = root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", root.display()))?;
+    if !real.starts_with(&real_root) {
+        bail!(
+            "{} resolves to {}, outside its source root {}",
+            path.display(),
+            real.display(),
+            real_root.display()
+        );
+    }
+    File::open(&real).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Lower-case hex SHA-256 of a byte slice.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lower-case hex SHA-256 of everything a reader yields.
+pub fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Lower-case hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    sha256_reader(f).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so a killed run never
+/// leaves a half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = temp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+/// The temporary name used while `path` is being written.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// `path` relative to `base` with '/' separators, for lock files and messages.
+pub fn rel_string(base: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_paths_are_refused() {
+        for bad in ["../x.png", "images/../../x", "/etc/passwd", "a\\..\\b", "", "a\0b"] {
+            assert!(check_relative(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["x.png", "images/a b (1).jpg", "./images/x.jpeg", "a..b.png"] {
+            check_relative(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn symlink_out_of_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link.png")).unwrap();
+        let err = open_confined(&root, "link.png").unwrap_err();
+        assert!(format!("{err:#}").contains("outside its source root"));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/out.txt");
+        write_atomic(&p, b"hello").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Label stage: raw finding -> class through the pipeline's mapping table. Every decision is
+//! kept on the record (`parsed`, `label` or an exclusion with its reason).
+
+use anyhow::{bail, Result};
+
+use crate::config::{ParseRule, Pipeline, Source, UnknownFinding};
+use crate::record::{Exclusion, Record};
+
+/// Applies a parse rule to one raw finding.
+pub fn parse_finding(rule: ParseRule, raw: &str) -> &str {
+    let raw = raw.trim();
+    let out = match rule {
+        ParseRule::Whole => raw,
+        ParseRule::FirstComma => raw.split(',').next().unwrap_or(raw),
+        ParseRule::LastPath => raw.rsplit('/').next().unwrap_or(raw),
+        ParseRule::Auto => {
+            let last = raw.rsplit('/').next().unwrap_or(raw);
+            last.split(',').next().unwrap_or(last)
+        }
+    };
+    out.trim()
+}
+
+/// Labels every candidate record. A cell with several findings (the source's
+/// `finding_separator`) takes the one class its mapped findings agree on; unmapped parts are
+/// ignored when another part maps, and parts mapping to different classes exclude the record as
+/// `ambiguous-finding`.
+pub fn apply(pipeline: &Pipeline, sources: &[Source], records: &mut [Record]) -> Result<()> {
+    let labels = &pipeline.labels;
+    for rec in records.iter_mut().filter(|r| r.is_candidate()) {
+        let src = sources.iter().find(|s| s.name == rec.source);
+        let sep = src.and_then(|s| s.config.finding_separator.as_deref());
+        let parts: Vec<&str> = match sep {
+            Some(sep) if !sep.is_empty() => rec.finding.split(sep).collect(),
+            _ => vec![rec.finding.as_str()],
+        };
+        let parsed: Vec<&str> = parts
+            .iter()
+            .map(|p| parse_finding(labels.parse, p))
+            .collect();
+        let mut classes: Vec<usize> = parsed
+            .iter()
+            .filter_map(|p| labels.map.get(*p))
+            .filter_map(|c| pipeline.class_index(c))
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let joined = parsed.join("|");
+        match classes.as_slice() {
+            [one] => rec.label = Some(*one),
+            [] => {
+                if labels.unknown == UnknownFinding::Error {
+                    bail!(
+                        "{}: field \"finding\": {:?} (parsed {:?}) is not in the label mapping \
+                         (labels.map), and labels.unknown = \"error\"",
+                        rec.origin(),
+                        rec.finding,
+                        joined
+                    );
+                }
+                let detail = format!("finding {joined:?} is not in labels.map");
+                rec.exclude(Exclusion::UnmappedFinding, detail);
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|&c| pipeline.classes[c].as_str()).collect();
+                let detail = format!("findings {joined:?} map to several classes {names:?}");
+                rec.exclude(Exclusion::AmbiguousFinding, detail);
+            }
+        }
+        rec.parsed = joined;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rules_read_both_cohen_schemas() {
+        assert_eq!(parse_finding(ParseRule::FirstComma, "COVID-19, ARDS"), "COVID-19");
+        assert_eq!(parse_finding(ParseRule::LastPath, "Pneumonia/Viral/COVID-19"), "COVID-19");
+        assert_eq!(parse_finding(ParseRule::LastPath, "Pneumonia/Viral/Herpes "), "Herpes");
+        assert_eq!(parse_finding(ParseRule::Auto, "Pneumonia/Viral/SARS"), "SARS");
+        assert_eq!(parse_finding(ParseRule::Auto, "COVID-19, ARDS"), "COVID-19");
+        assert_eq!(parse_finding(ParseRule::Auto, "todo"), "todo");
+        assert_eq!(parse_finding(ParseRule::Whole, " No Finding "), "No Finding");
+    }
+}

@@ -1,0 +1,5 @@
+//! The `covidx` command; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    covidx::cli::main()
+}

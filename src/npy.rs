@@ -1,0 +1,138 @@
+//! Minimal reader for 1-D NumPy string arrays (`.npy`, dtype `<U*`, `>U*` or `|S*`), the
+//! format of COVID-Net's pinned RSNA test pools (`rsna_test_patients_*.npy`, `<U36`).
+
+use anyhow::{bail, Context, Result};
+
+/// Parses a `.npy` file holding a 1-D array of fixed-width strings.
+pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("{file}: not a .npy file (bad magic)");
+    }
+    let major = bytes[6];
+    let (header_len, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                bail!("{file}: truncated .npy header");
+            }
+            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+        }
+        v => bail!("{file}: unsupported .npy version {v}"),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .with_context(|| format!("{file}: truncated .npy header"))?;
+    let header = std::str::from_utf8(header).with_context(|| format!("{file}: header not text"))?;
+    let descr = dict_value(header, "descr").with_context(|| format!("{file}: no 'descr'"))?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let shape = dict_value(header, "shape").with_context(|| format!("{file}: no 'shape'"))?;
+    let dims: Vec<usize> = shape
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{file}: bad shape {shape}"))?;
+    let [n] = dims[..] else {
+        bail!("{file}: expected a 1-D array, shape is {shape}");
+    };
+    let data = &bytes[start + header_len..];
+    let (kind, width) = descr.split_at(2);
+    let width: usize = width
+        .parse()
+        .with_context(|| format!("{file}: unsupported dtype {descr:?}"))?;
+    let item = match kind {
+        "<U" | ">U" => width * 4,
+        "|S" => width,
+        _ => bail!("{file}: unsupported dtype {descr:?} (expected a string array, e.g. <U36)"),
+    };
+    if data.len() < n * item {
+        bail!("{file}: data holds {} bytes, {n} x {item} expected", data.len());
+    }
+    (0..n)
+        .map(|i| {
+            let chunk = &data[i * item..(i + 1) * item];
+            let s = match kind {
+                "|S" => String::from_utf8_lossy(chunk).into_owned(),
+                _ => chunk
+                    .chunks_exact(4)
+                    .map(|c| {
+                        let b = [c[0], c[1], c[2], c[3]];
+                        let v = if kind == "<U" {
+                            u32::from_le_bytes(b)
+                        } else {
+                            u32::from_be_bytes(b)
+                        };
+                        char::from_u32(v)
+                            .with_context(|| format!("{file}: item {i}: invalid code point {v}"))
+                    })
+                    .collect::<Result<String>>()?,
+            };
+            Ok(s.trim_end_matches('\0').to_string())
+        })
+        .collect()
+}
+
+/// The text after `'key':` in a NumPy header dict, up to the next top-level comma.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[..=i]);
+                }
+            }
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Writes a 1-D `<U{width}` array (used by the demo and tests to produce real `.npy` pools).
+pub fn write_strings(items: &[String]) -> Vec<u8> {
+    let width = items.iter().map(|s| s.chars().count()).max().unwrap_or(1).max(1);
+    let dict = format!(
+        "{{'descr': '<U{width}', 'fortran_order': False, 'shape': ({},), }}",
+        items.len()
+    );
+    let mut header = dict.into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&header);
+    for s in items {
+        let mut n = 0;
+        for c in s.chars() {
+            out.extend_from_slice(&(c as u32).to_le_bytes());
+            n += 1;
+        }
+        out.resize(out.len() + (width - n) * 4, 0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let items = vec!["abc".to_string(), "0004cfab-14fd".to_string(), String::new()];
+        let bytes = write_strings(&items);
+        assert_eq!(read_strings(&bytes, "p.npy").unwrap(), items);
+        assert!(read_strings(b"nonsense!!!", "p.npy").unwrap_err().to_string().contains("p.npy"));
+        let mut bad = bytes.clone();
+        bad.truncate(bytes.len() - 8);
+        assert!(read_strings(&bad, "p.npy").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Source readers: one file per upstream dataset, each turning its native layout into
+//! [`Record`]s. Readers never decode images; they only name them (Figure1 also checks which
+//! extension exists, as its metadata has no file name).
+
+pub mod actualmed;
+pub mod cohen;
+pub mod figure1;
+pub mod generic;
+pub mod rsna;
+pub mod table;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::{Source, SourceKind};
+use crate::fsutil;
+use crate::record::{Exclusion, Record};
+pub use table::{InputHashes, Row, Table};
+
+/// Everything a reader needs besides its own config.
+pub struct ReadContext<'a> {
+    /// The `--sources` directory.
+    pub root: &'a Path,
+    /// Hashes of every input file read so far.
+    pub inputs: &'a mut InputHashes,
+}
+
+/// Reads one source with its reader, then applies its view and modality filters.
+pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
+    let mut records = match src.kind {
+        SourceKind::Cohen => cohen::read(ctx, src),
+        SourceKind::Figure1 => figure1::read(ctx, src),
+        SourceKind::Actualmed => actualmed::read(ctx, src),
+        SourceKind::Rsna => rsna::read(ctx, src),
+        SourceKind::Csv => generic::read(ctx, src),
+    }
+    .with_context(|| format!("reading source {:?} ({:?})", src.name, src.kind))?;
+    apply_filters(src, &mut records);
+    Ok(records)
+}
+
+/// Excludes records whose view or modality is not in the source's filters.
+pub fn apply_filters(src: &Source, records: &mut [Record]) {
+    for r in records.iter_mut().filter(|r| r.is_candidate()) {
+        if let Some(views) = &src.config.views {
+            if !views.iter().any(|v| v == &r.view) {
+                let detail = format!("view {:?} not in {:?}", r.view, views);
+                r.exclude(Exclusion::ViewFiltered, detail);
+                continue;
+            }
+        }
+        if let Some(mods) = &src.config.modalities {
+            if !mods.iter().any(|m| m == &r.modality) {
+                let detail = format!("modality {:?} not in {:?}", r.modality, mods);
+                r.exclude(Exclusion::ModalityFiltered, detail);
+            }
+        }
+    }
+}
+
+/// A new record for `row` of `table` with the source's identity filled in.
+pub(crate) fn new_record(src: &Source, table: &Table, row: &Row) -> Record {
+    Record {
+        source: src.name.clone(),
+        tag: src.tag.clone(),
+        file: table.file.clone(),
+        line: row.line,
+        ..Record::default()
+    }
+}
+
+/// Path of a source-relative file as seen from `--sources`: `dir/rel`.
+pub(crate) fn source_path(src: &Source, rel: &str) -> String {
+    if src.dir.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{}/{}", src.dir.trim_end_matches('/'), rel)
+    }
+}
+
+/// Checks a file name taken from metadata and turns it into a path under the source root.
+/// A name that would escape the root is a hard error naming file, line and field.
+pub(crate) fn image_path(
+    src: &Source,
+    file: &str,
+    line: u64,
+    field: &str,
+    rel: &str,
+) -> Result<String> {
+    fsutil::check_relative(rel).with_context(|| {
+        format!("{file}:{line}: field {field:?}: refusing to read outside the source root")
+    })?;
+    Ok(source_path(src, rel))
+}
+
+/// Column indices a reader resolved; `get` marks the record malformed when a required field is
+/// missing from a short row.
+pub(crate) struct FieldGetter<'t> {
+    table: &'t Table,
+}
+
+impl<'t> FieldGetter<'t> {
+    pub(crate) fn new(table: &'t Table) -> Self {
+        FieldGetter { table }
+    }
+
+    /// The trimmed field, or an exclusion detail naming the missing column.
+    pub(crate) fn get<'r>(
+        &self,
+        row: &'r Row,
+        idx: usize,
+    ) -> std::result::Result<&'r str, String> {
+        row.get(idx).map(str::trim).ok_or_else(|| {
+            format!(
+                "{}:{}: row has {} fields, column {:?} (#{}) is missing",
+                self.table.file,
+                row.line,
+                row.fields.len(),
+                self.table.header[idx],
+                idx + 1
+            )
+        })
+    }
+
+    /// Detail noting that a row carries more fields than the header (unquoted commas).
+    pub(crate) fn ragged_note(&self, row: &Row) -> Option<String> {
+        (row.fields.len() > self.table.header.len()).then(|| {
+            format!(
+                "row has {} fields, header has {} (unquoted commas?); extra fields ignored",
+                row.fields.len(),
+                self.table.header.len()
+            )
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! RSNA Pneumonia Detection Challenge, stage 2: `stage_2_train_labels.csv` (one row per box,
+//! several per patient, `Target` 0/1) and `stage_2_detailed_class_info.csv` (`Normal`,
+//! `Lung Opacity`, `No Lung Opacity / Not Normal`), images `stage_2_train_images/<id>.dcm`.
+//!
+//! One record per patient, in order of first appearance in the class file (the two files are
+//! row-aligned upstream). The record's finding is the detailed class; a patient only in the
+//! labels file gets its `Target` (`0`/`1`). Contradictions between or within the files become a
+//! `conflicting-labels` exclusion naming both files, lines and fields.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+
+use super::{image_path, source_path, FieldGetter, ReadContext, Table};
+use crate::config::Source;
+use crate::record::{Exclusion, Record};
+
+/// Name of the detailed class file inside the source directory.
+pub const CLASS_FILE: &str = "stage_2_detailed_class_info.csv";
+/// Directory of the DICOM images inside the source directory.
+pub const IMAGE_DIR: &str = "stage_2_train_images";
+
+struct Patient {
+    class: Option<(String, u64)>,
+    target: Option<(String, u64)>,
+    conflict: Option<String>,
+    line: u64,
+    file: String,
+}
+
+/// Reads the two RSNA CSVs into one record per patient.
+pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
+    let labels_file = source_path(src, &src.metadata);
+    let class_file = source_path(src, CLASS_FILE);
+    let classes = Table::load(ctx.root, &class_file, src.encoding, b',', ctx.inputs)?;
+    let labels = Table::load(ctx.root, &labels_file, src.encoding, b',', ctx.inputs)?;
+
+    let mut order: Vec<String> = Vec::new();
+    let mut patients: HashMap<String, Patient> = HashMap::new();
+    let mut malformed = Vec::new();
+
+    for (table, field, is_class) in [(&classes, "class", true), (&labels, "Target", false)] {
+        let pid_col = table.column("patientId")?;
+        let val_col = table.column(field)?;
+        let fields = FieldGetter::new(table);
+        for row in &table.rows {
+            let (pid, value) = match (fields.get(row, pid_col), fields.get(row, val_col)) {
+                (Ok(p), Ok(v)) if !p.is_empty() => (p.to_string(), v.to_string()),
+                (Err(d), _) | (_, Err(d)) => {
+                    malformed.push((table.file.clone(), row.line, d));
+                    continue;
+                }
+                _ => {
+                    let d = format!("{}:{}: field \"patientId\" is empty", table.file, row.line);
+                    malformed.push((table.file.clone(), row.line, d));
+                    continue;
+                }
+            };
+            let p = patients.entry(pid.clone()).or_insert_with(|| {
+                order.push(pid.clone());
+                Patient {
+                    class: None,
+                    target: None,
+                    conflict: None,
+                    line: row.line,
+                    file: table.file.clone(),
+                }
+            });
+            let slot = if is_class { &mut p.class } else { &mut p.target };
+            match slot {
+                None => *slot = Some((value, row.line)),
+                Some((prev, prev_line)) if *prev != value && p.conflict.is_none() => {
+                    p.conflict = Some(format!(
+                        "{}: field {field:?} is {prev:?} on line {prev_line} but {value:?} on line {}",
+                        table.file, row.line
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(order.len() + malformed.len());
+    for pid in order {
+        let p = &patients[&pid];
+        let mut rec = Record {
+            source: src.name.clone(),
+            tag: src.tag.clone(),
+            file: p.file.clone(),
+            line: p.line,
+            subject: pid.clone(),
+            image: format!("{pid}.{}", src.config.output_ext.as_deref().unwrap_or("png")),
+            path: image_path(
+                src,
+                &p.file,
+                p.line,
+                "patientId",
+                &format!("{IMAGE_DIR}/{pid}.dcm"),
+            )?,
+            patient: pid,
+            ..Record::default()
+        };
+        rec.finding = match (&p.class, &p.target) {
+            (Some((c, _)), _) => c.clone(),
+            (None, Some((t, _))) => t.clone(),
+            (None, None) => String::new(),
+        };
+        let consistent = match (&p.class, &p.target) {
+            (Some((c, cl)), Some((t, tl))) => {
+                let opacity = c == "Lung Opacity";
+                let positive = t == "1";
+                (opacity == positive).then_some(()).ok_or_else(|| {
+                    format!(
+                        "{class_file}:{cl} field \"class\" is {c:?} but {labels_file}:{tl} \
+                         field \"Target\" is {t:?}"
+                    )
+                })
+            }
+            _ => Ok(()),
+        };
+        if let Some(c) = &p.conflict {
+            rec.exclude(Exclusion::ConflictingLabels, c.clone());
+        } else if let Err(c) = consistent {
+            rec.exclude(Exclusion::ConflictingLabels, c);
+        } else if p.class.is_none() {
+            rec.detail = format!("not in {class_file}; finding is the Target value");
+        }
+        out.push(rec);
+    }
+    for (file, line, detail) in malformed {
+        let mut rec = Record {
+            source: src.name.clone(),
+            tag: src.tag.clone(),
+            file,
+            line,
+            ..Record::default()
+        };
+        rec.exclude(Exclusion::MalformedRow, detail);
+        out.push(rec);
+    }
+    Ok(out)
+}

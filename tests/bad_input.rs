@@ -1,0 +1,129 @@
+//! Bad input: every case gets a message naming the file, row and field; recoverable ones become
+//! exclusion reasons; paths that would escape a source root are never read.
+
+use std::path::Path;
+
+use covidx::builder::{build, BuildOptions};
+use covidx::record::Exclusion;
+
+const PIPELINE: &str = r#"
+name = "bad"
+classes = ["normal", "pneumonia", "COVID-19"]
+[labels]
+parse = "first-comma"
+unknown = "UNKNOWN"
+map = { "COVID-19" = "COVID-19", Normal = "normal" }
+[[sources]]
+name = "cohen"
+kind = "cohen"
+"#;
+
+const HEADER: &str = "patientid,offset,finding,view,modality,folder,filename,notes,\n";
+
+fn setup(dir: &Path, metadata: &[u8], unknown: &str) -> BuildOptions {
+    let c = dir.join("sources/covid-chestxray-dataset");
+    std::fs::create_dir_all(c.join("images")).unwrap();
+    for name in ["a.png", "b.png", "c.png"] {
+        std::fs::write(c.join("images").join(name), b"img").unwrap();
+    }
+    std::fs::write(dir.join("secret.png"), b"secret").unwrap();
+    std::fs::write(c.join("metadata.csv"), metadata).unwrap();
+    std::fs::write(dir.join("p.toml"), PIPELINE.replace("UNKNOWN", unknown)).unwrap();
+    BuildOptions {
+        pipeline: dir.join("p.toml"),
+        sources: dir.join("sources"),
+        out: dir.join("out"),
+        metadata_only: false,
+    }
+}
+
+fn err_of(metadata: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = setup(tmp.path(), metadata.as_bytes(), "exclude");
+    let e = build(&opts).unwrap_err();
+    assert!(!tmp.path().join("out/covidx.lock.json").exists());
+    format!("{e:#}")
+}
+
+#[test]
+fn escaping_paths_are_errors_naming_file_line_and_field() {
+    let msg = err_of(&format!("{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n2,0,COVID-19,PA,X-ray,images,../../secret.png,,\n"));
+    assert!(msg.contains("covid-chestxray-dataset/metadata.csv:3: field \"folder/filename\""), "{msg}");
+    assert!(msg.contains("escapes its root"), "{msg}");
+    let msg = err_of(&format!("{HEADER}1,0,COVID-19,PA,X-ray,/etc,passwd,,\n"));
+    assert!(msg.contains("metadata.csv:2") && msg.contains("absolute"), "{msg}");
+}
+
+#[test]
+fn undecodable_text_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = HEADER.as_bytes().to_vec();
+    bytes.extend_from_slice(b"1,0,COVID-19,PA,X-ray,images,a.png,caf\xE9,\n");
+    let e = build(&setup(tmp.path(), &bytes, "exclude")).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("covid-chestxray-dataset/metadata.csv:2: invalid UTF-8"), "{msg}");
+    assert!(msg.contains("latin-1"), "{msg}");
+}
+
+#[test]
+fn missing_column_and_missing_input_are_named() {
+    let msg = err_of("patientid,finding,view,modality\n1,COVID-19,PA,X-ray\n");
+    assert!(msg.contains("required column \"filename\""), "{msg}");
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = setup(tmp.path(), HEADER.as_bytes(), "exclude");
+    std::fs::remove_file(tmp.path().join("sources/covid-chestxray-dataset/metadata.csv")).unwrap();
+    let msg = format!("{:#}", build(&opts).unwrap_err());
+    assert!(msg.contains("required input covid-chestxray-dataset/metadata.csv is missing"), "{msg}");
+}
+
+#[test]
+fn recoverable_problems_become_exclusions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = format!(
+        "{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n\
+         2,0,COVID-19,PA\n\
+         3,0,Influenza,PA,X-ray,images,b.png,,\n\
+         4,0,COVID-19,PA,X-ray,images,gone.png,,\n\
+         1,0,COVID-19,PA,X-ray,images,a.png,,\n\
+         5,0,,PA,X-ray,images,c.png,,\n"
+    );
+    let o = build(&setup(tmp.path(), meta.as_bytes(), "exclude")).unwrap();
+    let why: Vec<_> = o.records.iter().map(|r| (r.line, r.exclusion)).collect();
+    assert_eq!(
+        why,
+        vec![
+            (2, None),
+            (3, Some(Exclusion::MalformedRow)),
+            (4, Some(Exclusion::UnmappedFinding)),
+            (5, Some(Exclusion::MissingImage)),
+            (6, Some(Exclusion::Duplicate)),
+            (7, Some(Exclusion::Unlabelled)),
+        ]
+    );
+    assert!(o.records[1].detail.contains("metadata.csv:3: row has 4 fields, column \"filename\""), "{}", o.records[1].detail);
+    assert!(o.records[4].detail.contains("metadata.csv:2"), "{}", o.records[4].detail);
+    // Every exclusion is in the summary; nothing is dropped.
+    let excluded: u64 = o.summary.excluded.values().flat_map(|m| m.values()).sum();
+    assert_eq!(excluded as usize + o.assignment.train.len() + o.assignment.test.len(), o.records.len());
+}
+
+#[test]
+fn unknown_finding_can_be_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = format!("{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n3,0,Influenza,PA,X-ray,images,b.png,,\n");
+    let msg = format!("{:#}", build(&setup(tmp.path(), meta.as_bytes(), "error")).unwrap_err());
+    assert!(msg.contains("metadata.csv:3: field \"finding\": \"Influenza\""), "{msg}");
+}
+
+#[test]
+fn a_missing_pinned_pool_names_the_expected_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = format!("{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n");
+    let opts = setup(tmp.path(), meta.as_bytes(), "exclude");
+    let text = std::fs::read_to_string(&opts.pipeline).unwrap()
+        + "test_pools = { normal = \"COVID-Net/pool.npy\" }\n";
+    std::fs::write(&opts.pipeline, text).unwrap();
+    let msg = format!("{:#}", build(&opts).unwrap_err());
+    assert!(msg.contains("required input COVID-Net/pool.npy"), "{msg}");
+    assert!(msg.contains("COVID-Net/pool.npy"), "{msg}");
+}
