@@ -122,7 +122,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
         pipeline: pipeline.name.clone(),
         pipeline_sha256: fsutil::sha256_hex(&pipeline_bytes),
-        mode: if opts.metadata_only { "metadata-only" } else { "full" }.to_string(),
+        mode: if opts.metadata_only {
+            "metadata-only"
+        } else {
+            "full"
+        }
+        .to_string(),
         inputs,
         outputs,
     };

@@ -303,7 +303,9 @@ impl Pipeline {
         let mut seen = BTreeSet::new();
         for c in &self.classes {
             if c.trim().is_empty() || c.contains(char::is_whitespace) {
-                bail!("classes: {c:?} is empty or holds whitespace (split files are space-separated)");
+                bail!(
+                    "classes: {c:?} is empty or holds whitespace (split files are space-separated)"
+                );
             }
             if !seen.insert(c) {
                 bail!("classes: {c:?} is listed twice");
@@ -349,8 +351,7 @@ impl Pipeline {
             }
             for (field, rel) in [("dir", &s.dir), ("metadata", &s.metadata)] {
                 if let Some(rel) = rel {
-                    crate::fsutil::check_relative(rel)
-                        .with_context(|| format!("{key}.{field}"))?;
+                    crate::fsutil::check_relative(rel).with_context(|| format!("{key}.{field}"))?;
                 }
             }
             if let Some(tag) = &s.tag {
@@ -401,7 +402,9 @@ impl Pipeline {
                         self.check_class("split.test_count", class)?;
                     }
                 }
-                _ => bail!("split: method = \"seeded\" needs exactly one of test_fraction, test_count"),
+                _ => bail!(
+                    "split: method = \"seeded\" needs exactly one of test_fraction, test_count"
+                ),
             },
         }
         if let Some(p) = &split.pinned_test_list {
@@ -498,8 +501,16 @@ kind = "cohen"
     #[test]
     fn bad_values_name_their_path() {
         for (from, to, key) in [
-            ("[labels]", "[output]\ncolumns = 5\n[labels]", "output.columns"),
-            ("kind = \"cohen\"", "kind = \"cohen\"\ndir = \"../x\"", "sources[0].dir"),
+            (
+                "[labels]",
+                "[output]\ncolumns = 5\n[labels]",
+                "output.columns",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\ndir = \"../x\"",
+                "sources[0].dir",
+            ),
             (
                 "kind = \"cohen\"",
                 "kind = \"cohen\"\ntest_patients = { covid = [\"1\"] }",
@@ -516,7 +527,10 @@ kind = "cohen"
                 "split.order[0]",
             ),
         ] {
-            let err = format!("{:#}", Pipeline::parse(&MINIMAL.replace(from, to)).unwrap_err());
+            let err = format!(
+                "{:#}",
+                Pipeline::parse(&MINIMAL.replace(from, to)).unwrap_err()
+            );
             assert!(err.contains(key), "{key}: {err}");
         }
     }

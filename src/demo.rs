@@ -39,7 +39,7 @@ pub fn synthetic_xray(seed: u32) -> GrayImage {
         };
         let noise = ((x * 31 + y * 17 + seed * 101) % 13) as f32;
         let v = body - lung(0.3 + shift / s) - lung(0.7 - shift / s) + noise + (seed % 5) as f32;
-        v.clamp(0.0, 255.0) as u8
+        Luma([v.clamp(0.0, 255.0) as u8])
     })
 }
 
@@ -51,8 +51,9 @@ fn png8(seed: u32) -> Result<Vec<u8>> {
 
 fn png16(seed: u32) -> Result<Vec<u8>> {
     let base = synthetic_xray(seed);
-    let img: ImageBuffer<Luma<u16>, Vec<u16>> =
-        ImageBuffer::from_fn(SIZE, SIZE, |x, y| Luma([base.get_pixel(x, y)[0] as u16 * 257]));
+    let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(SIZE, SIZE, |x, y| {
+        Luma([base.get_pixel(x, y)[0] as u16 * 257])
+    });
     let mut buf = Cursor::new(Vec::new());
     img.write_to(&mut buf, ImageFormat::Png)?;
     Ok(buf.into_inner())
@@ -94,31 +95,91 @@ pub fn dicom(seed: u32, patient: &str, view: &str, enc: DicomEncoding) -> Result
     let put = |obj: &mut InMemDicomObject, tag, vr, v: PrimitiveValue| {
         obj.put(DataElement::new(tag, vr, v));
     };
-    put(&mut obj, tags::SOP_CLASS_UID, VR::UI, uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE.into());
-    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, uid.as_str().into());
+    put(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE.into(),
+    );
+    put(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        uid.as_str().into(),
+    );
     put(&mut obj, tags::MODALITY, VR::CS, "CR".into());
     put(&mut obj, tags::PATIENT_ID, VR::LO, patient.into());
     put(&mut obj, tags::VIEW_POSITION, VR::CS, view.into());
-    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
-    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(SIZE as u16));
-    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(SIZE as u16));
-    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(
+        &mut obj,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2".into(),
+    );
+    put(
+        &mut obj,
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(SIZE as u16),
+    );
+    put(
+        &mut obj,
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(SIZE as u16),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
     let (bits, ts) = match enc {
         DicomEncoding::ExplicitLittle => (8u16, uids::EXPLICIT_VR_LITTLE_ENDIAN),
         DicomEncoding::Implicit16 => (16, uids::IMPLICIT_VR_LITTLE_ENDIAN),
         DicomEncoding::JpegBaseline => (8, uids::JPEG_BASELINE8_BIT),
     };
-    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits));
-    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(if bits == 16 { 12u16 } else { 8 }));
-    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(if bits == 16 { 11u16 } else { 7 }));
+    put(
+        &mut obj,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(bits),
+    );
+    put(
+        &mut obj,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(if bits == 16 { 12u16 } else { 8 }),
+    );
+    put(
+        &mut obj,
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(if bits == 16 { 11u16 } else { 7 }),
+    );
     match enc {
         DicomEncoding::ExplicitLittle => {
-            put(&mut obj, tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(img.into_raw().into()));
+            put(
+                &mut obj,
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::U8(img.into_raw().into()),
+            );
         }
         DicomEncoding::Implicit16 => {
             let px: Vec<u16> = img.into_raw().iter().map(|&v| v as u16 * 16).collect();
-            put(&mut obj, tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(px.into()));
+            put(
+                &mut obj,
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(px.into()),
+            );
         }
         DicomEncoding::JpegBaseline => {
             let jpeg = jpeg_gray(seed)?;
@@ -146,18 +207,73 @@ impl Writer<'_> {
 
 /// RSNA demo patients: (id, detailed class, label rows' Target values, DICOM encoding).
 const RSNA: &[(&str, &str, &[u8], DicomEncoding)] = &[
-    ("0a0f91dc-6015-4342-b809-d19610854a21", "Normal", &[0], DicomEncoding::JpegBaseline),
-    ("0a1a6f8d-2c3e-4ac5-9e3f-4b5c6d7e8f90", "Normal", &[0], DicomEncoding::JpegBaseline),
-    ("0b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9", "Normal", &[0], DicomEncoding::ExplicitLittle),
-    ("0c3d4e5f-6071-4829-93a4-b5c6d7e8f9a0", "Normal", &[0], DicomEncoding::JpegBaseline),
-    ("0d4e5f60-7182-493a-a4b5-c6d7e8f9a0b1", "Normal", &[0], DicomEncoding::Implicit16),
-    ("1e5f6071-8293-4a4b-b5c6-d7e8f9a0b1c2", "Lung Opacity", &[1, 1], DicomEncoding::JpegBaseline),
-    ("1f607182-93a4-4b5c-c6d7-e8f9a0b1c2d3", "Lung Opacity", &[1], DicomEncoding::JpegBaseline),
-    ("20718293-a4b5-4c6d-d7e8-f9a0b1c2d3e4", "Lung Opacity", &[1, 1, 1], DicomEncoding::JpegBaseline),
-    ("218293a4-b5c6-4d7e-e8f9-a0b1c2d3e4f5", "Lung Opacity", &[1], DicomEncoding::ExplicitLittle),
-    ("2293a4b5-c6d7-4e8f-f9a0-b1c2d3e4f5a6", "No Lung Opacity / Not Normal", &[0], DicomEncoding::JpegBaseline),
+    (
+        "0a0f91dc-6015-4342-b809-d19610854a21",
+        "Normal",
+        &[0],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "0a1a6f8d-2c3e-4ac5-9e3f-4b5c6d7e8f90",
+        "Normal",
+        &[0],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "0b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+        "Normal",
+        &[0],
+        DicomEncoding::ExplicitLittle,
+    ),
+    (
+        "0c3d4e5f-6071-4829-93a4-b5c6d7e8f9a0",
+        "Normal",
+        &[0],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "0d4e5f60-7182-493a-a4b5-c6d7e8f9a0b1",
+        "Normal",
+        &[0],
+        DicomEncoding::Implicit16,
+    ),
+    (
+        "1e5f6071-8293-4a4b-b5c6-d7e8f9a0b1c2",
+        "Lung Opacity",
+        &[1, 1],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "1f607182-93a4-4b5c-c6d7-e8f9a0b1c2d3",
+        "Lung Opacity",
+        &[1],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "20718293-a4b5-4c6d-d7e8-f9a0b1c2d3e4",
+        "Lung Opacity",
+        &[1, 1, 1],
+        DicomEncoding::JpegBaseline,
+    ),
+    (
+        "218293a4-b5c6-4d7e-e8f9-a0b1c2d3e4f5",
+        "Lung Opacity",
+        &[1],
+        DicomEncoding::ExplicitLittle,
+    ),
+    (
+        "2293a4b5-c6d7-4e8f-f9a0-b1c2d3e4f5a6",
+        "No Lung Opacity / Not Normal",
+        &[0],
+        DicomEncoding::JpegBaseline,
+    ),
     // Conflict: the class file says Normal, the labels file has a box (Target 1).
-    ("23a4b5c6-d7e8-4f9a-a0b1-c2d3e4f5a6b7", "Normal", &[1], DicomEncoding::JpegBaseline),
+    (
+        "23a4b5c6-d7e8-4f9a-a0b1-c2d3e4f5a6b7",
+        "Normal",
+        &[1],
+        DicomEncoding::JpegBaseline,
+    ),
 ];
 
 /// Writes the miniature sources under `root` (the four upstream layouts plus `COVID-Net/`).
@@ -178,23 +294,135 @@ pub fn write_sources(root: &Path) -> Result<()> {
     );
     let cohen_rows: &[(&str, &str, &str, &str, &str, &str)] = &[
         // patient, finding, view, modality, folder, filename
-        ("1", "Pneumonia/Viral/COVID-19", "PA", "X-ray", "images", "covid-1-pa.png"),
-        ("1", "Pneumonia/Viral/COVID-19", "AP Supine", "X-ray", "images", "covid-1-day3.jpg"),
-        ("2", "Pneumonia/Viral/COVID-19", "AP", "X-ray", "images", "covid 2 (day 1).jpeg"),
-        ("2", "Pneumonia/Viral/COVID-19", "L", "X-ray", "images", "covid-2-lateral.jpg"),
-        ("3", "Pneumonia/Viral/COVID-19", "Axial", "CT", "volumes", "covid-3.nii.gz"),
-        ("4", "Pneumonia/Viral/COVID-19", "AP semi erect", "X-ray", "images", "covid-4.png"),
-        ("5", "Pneumonia/Viral/COVID-19", "PA", "X-ray", "images", "covid-5.jpeg"),
-        ("6", "Pneumonia/Viral/SARS", "PA", "X-ray", "images", "sars-6.jpeg"),
-        ("7", "Pneumonia/Bacterial/Streptococcus", "PA", "X-ray", "images", "strep-7-day0.jpg"),
-        ("7", "Pneumonia/Bacterial/Streptococcus", "PA", "X-ray", "images", "strep-7-day1.jpg"),
-        ("8", "Pneumonia/Bacterial/Klebsiella", "AP", "X-ray", "images", "kleb-8.png"),
-        ("9", "Pneumonia/Fungal/Pneumocystis", "PA", "X-ray", "images", "pcp-9.jpg"),
+        (
+            "1",
+            "Pneumonia/Viral/COVID-19",
+            "PA",
+            "X-ray",
+            "images",
+            "covid-1-pa.png",
+        ),
+        (
+            "1",
+            "Pneumonia/Viral/COVID-19",
+            "AP Supine",
+            "X-ray",
+            "images",
+            "covid-1-day3.jpg",
+        ),
+        (
+            "2",
+            "Pneumonia/Viral/COVID-19",
+            "AP",
+            "X-ray",
+            "images",
+            "covid 2 (day 1).jpeg",
+        ),
+        (
+            "2",
+            "Pneumonia/Viral/COVID-19",
+            "L",
+            "X-ray",
+            "images",
+            "covid-2-lateral.jpg",
+        ),
+        (
+            "3",
+            "Pneumonia/Viral/COVID-19",
+            "Axial",
+            "CT",
+            "volumes",
+            "covid-3.nii.gz",
+        ),
+        (
+            "4",
+            "Pneumonia/Viral/COVID-19",
+            "AP semi erect",
+            "X-ray",
+            "images",
+            "covid-4.png",
+        ),
+        (
+            "5",
+            "Pneumonia/Viral/COVID-19",
+            "PA",
+            "X-ray",
+            "images",
+            "covid-5.jpeg",
+        ),
+        (
+            "6",
+            "Pneumonia/Viral/SARS",
+            "PA",
+            "X-ray",
+            "images",
+            "sars-6.jpeg",
+        ),
+        (
+            "7",
+            "Pneumonia/Bacterial/Streptococcus",
+            "PA",
+            "X-ray",
+            "images",
+            "strep-7-day0.jpg",
+        ),
+        (
+            "7",
+            "Pneumonia/Bacterial/Streptococcus",
+            "PA",
+            "X-ray",
+            "images",
+            "strep-7-day1.jpg",
+        ),
+        (
+            "8",
+            "Pneumonia/Bacterial/Klebsiella",
+            "AP",
+            "X-ray",
+            "images",
+            "kleb-8.png",
+        ),
+        (
+            "9",
+            "Pneumonia/Fungal/Pneumocystis",
+            "PA",
+            "X-ray",
+            "images",
+            "pcp-9.jpg",
+        ),
         ("10", "todo", "PA", "X-ray", "images", "todo-10.jpg"),
-        ("11", "Pneumonia/Viral/Herpes ", "PA", "X-ray", "images", "herpes-11.jpg"),
-        ("12", "No Finding", "PA", "X-ray", "images", "nofinding-12.jpg"),
-        ("13", "Pneumonia/Viral/COVID-19", "PA", "X-ray", "images", "covid-13-missing.jpg"),
-        ("14", "Pneumonia/Bacterial/Legionella", "PA", "X-ray", "images", "legionella-14.png "),
+        (
+            "11",
+            "Pneumonia/Viral/Herpes ",
+            "PA",
+            "X-ray",
+            "images",
+            "herpes-11.jpg",
+        ),
+        (
+            "12",
+            "No Finding",
+            "PA",
+            "X-ray",
+            "images",
+            "nofinding-12.jpg",
+        ),
+        (
+            "13",
+            "Pneumonia/Viral/COVID-19",
+            "PA",
+            "X-ray",
+            "images",
+            "covid-13-missing.jpg",
+        ),
+        (
+            "14",
+            "Pneumonia/Bacterial/Legionella",
+            "PA",
+            "X-ray",
+            "images",
+            "legionella-14.png ",
+        ),
     ];
     for (i, (pid, finding, view, modality, folder, filename)) in cohen_rows.iter().enumerate() {
         let notes = match i {
@@ -202,7 +430,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
             6 => "ground glass, bilateral, lower lobes".to_string(), // unquoted commas
             _ => format!("note {i}"),
         };
-        let pcr = if finding.ends_with("COVID-19") { "Y" } else { "" };
+        let pcr = if finding.ends_with("COVID-19") {
+            "Y"
+        } else {
+            ""
+        };
         meta.push_str(&format!(
             "{pid},0,M,60,{finding},{pcr},,{view},{modality},2020,Somewhere,{folder},{filename},,,,{notes},,\n"
         ));
@@ -242,7 +474,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
         meta.extend_from_slice(&[0xB0]); // '°' in ISO-8859-1: invalid as UTF-8
         meta.extend_from_slice(b"C, patient caf\xE9 owner\"\n");
         if let Some(ext) = ext {
-            let bytes = if *ext == "png" { png8(next())? } else { jpeg_gray(next())? };
+            let bytes = if *ext == "png" {
+                png8(next())?
+            } else {
+                jpeg_gray(next())?
+            };
             w.file(&format!("{f}/images/{pid}.{ext}"), &bytes)?;
         }
     }
@@ -262,7 +498,10 @@ pub fn write_sources(root: &Path) -> Result<()> {
         ("ANON5", "No finding", "PA"),
     ];
     for (i, (pid, finding, view)) in act_rows.iter().enumerate() {
-        let name = format!("CR.1.2.840.113564.{}.2020032{i}.1003000225002.png", 1000 + i);
+        let name = format!(
+            "CR.1.2.840.113564.{}.2020032{i}.1003000225002.png",
+            1000 + i
+        );
         meta.push_str(&format!(
             "{pid},,,,{finding},,,,{view},X-ray,{name},,\"Inconclusive, date taken (YYYYMMDD): 2020032{i}\"\r\n"
         ));
@@ -277,7 +516,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
     for (i, (pid, class, targets, enc)) in RSNA.iter().enumerate() {
         for (k, t) in targets.iter().enumerate() {
             if *t == 1 {
-                labels.push_str(&format!("{pid},{}.0,{}.0,200.0,300.0,1\n", 100 + k * 300, 150));
+                labels.push_str(&format!(
+                    "{pid},{}.0,{}.0,200.0,300.0,1\n",
+                    100 + k * 300,
+                    150
+                ));
             } else {
                 labels.push_str(&format!("{pid},,,,,0\n"));
             }
@@ -290,12 +533,25 @@ pub fn write_sources(root: &Path) -> Result<()> {
         )?;
     }
     w.file(&format!("{r}/stage_2_train_labels.csv"), labels.as_bytes())?;
-    w.file(&format!("{r}/stage_2_detailed_class_info.csv"), classes.as_bytes())?;
+    w.file(
+        &format!("{r}/stage_2_detailed_class_info.csv"),
+        classes.as_bytes(),
+    )?;
 
     // COVID-Net: RSNA test pools (numpy <U36, like the published ones) and a pinned test list.
-    let pool = |ids: &[usize]| ids.iter().map(|&i| RSNA[i].0.to_string()).collect::<Vec<_>>();
-    w.file("COVID-Net/rsna_test_patients_normal.npy", &npy::write_strings(&pool(&[0, 3])))?;
-    w.file("COVID-Net/rsna_test_patients_pneumonia.npy", &npy::write_strings(&pool(&[5, 7])))?;
+    let pool = |ids: &[usize]| {
+        ids.iter()
+            .map(|&i| RSNA[i].0.to_string())
+            .collect::<Vec<_>>()
+    };
+    w.file(
+        "COVID-Net/rsna_test_patients_normal.npy",
+        &npy::write_strings(&pool(&[0, 3])),
+    )?;
+    w.file(
+        "COVID-Net/rsna_test_patients_pneumonia.npy",
+        &npy::write_strings(&pool(&[5, 7])),
+    )?;
     let test_list = format!(
         "{n0} {n0}.png normal\n{p0} {p0}.png pneumonia\n{p1} {p1}.png pneumonia\n\
          7 strep-7-day0.jpg pneumonia\n7 strep-7-day1.jpg pneumonia\n\

@@ -21,6 +21,9 @@ pub fn read_all(root: &Path, sources: &[Source], inputs: &mut InputHashes) -> Re
     Ok(records)
 }
 
+/// Outcome of locating one image: its hash when read, or why it is excluded.
+type Located = std::result::Result<Option<String>, (Exclusion, String)>;
+
 /// How images are treated by a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageCheck {
@@ -43,7 +46,7 @@ pub fn locate(
         .iter()
         .map(|s| (s.name.as_str(), root.join(&s.dir)))
         .collect();
-    let results: Vec<(usize, std::result::Result<Option<String>, (Exclusion, String)>)> = records
+    let results: Vec<(usize, Located)> = records
         .par_iter()
         .enumerate()
         .filter(|(_, r)| r.is_candidate() && r.label.is_some())
@@ -54,12 +57,18 @@ pub fn locate(
                     if path.is_file() {
                         Ok(None)
                     } else {
-                        Err((Exclusion::MissingImage, format!("{} does not exist", r.path)))
+                        Err((
+                            Exclusion::MissingImage,
+                            format!("{} does not exist", r.path),
+                        ))
                     }
                 }
                 ImageCheck::Hash => {
                     if !path.is_file() {
-                        Err((Exclusion::MissingImage, format!("{} does not exist", r.path)))
+                        Err((
+                            Exclusion::MissingImage,
+                            format!("{} does not exist", r.path),
+                        ))
                     } else {
                         let dir = &dirs[r.source.as_str()];
                         let rel = fsutil::rel_string(dir, &path);

@@ -78,12 +78,27 @@ mod tests {
 
     #[test]
     fn parse_rules_read_both_cohen_schemas() {
-        assert_eq!(parse_finding(ParseRule::FirstComma, "COVID-19, ARDS"), "COVID-19");
-        assert_eq!(parse_finding(ParseRule::LastPath, "Pneumonia/Viral/COVID-19"), "COVID-19");
-        assert_eq!(parse_finding(ParseRule::LastPath, "Pneumonia/Viral/Herpes "), "Herpes");
-        assert_eq!(parse_finding(ParseRule::Auto, "Pneumonia/Viral/SARS"), "SARS");
+        assert_eq!(
+            parse_finding(ParseRule::FirstComma, "COVID-19, ARDS"),
+            "COVID-19"
+        );
+        assert_eq!(
+            parse_finding(ParseRule::LastPath, "Pneumonia/Viral/COVID-19"),
+            "COVID-19"
+        );
+        assert_eq!(
+            parse_finding(ParseRule::LastPath, "Pneumonia/Viral/Herpes "),
+            "Herpes"
+        );
+        assert_eq!(
+            parse_finding(ParseRule::Auto, "Pneumonia/Viral/SARS"),
+            "SARS"
+        );
         assert_eq!(parse_finding(ParseRule::Auto, "COVID-19, ARDS"), "COVID-19");
         assert_eq!(parse_finding(ParseRule::Auto, "todo"), "todo");
-        assert_eq!(parse_finding(ParseRule::Whole, " No Finding "), "No Finding");
+        assert_eq!(
+            parse_finding(ParseRule::Whole, " No Finding "),
+            "No Finding"
+        );
     }
 }

@@ -47,7 +47,11 @@ impl Lock {
         let lock: Lock = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a covidx lock file", path.display()))?;
         if lock.format != FORMAT {
-            anyhow::bail!("{}: unsupported lock format {:?}", path.display(), lock.format);
+            anyhow::bail!(
+                "{}: unsupported lock format {:?}",
+                path.display(),
+                lock.format
+            );
         }
         Ok(lock)
     }

@@ -15,7 +15,10 @@ pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
             if bytes.len() < 12 {
                 bail!("{file}: truncated .npy header");
             }
-            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+            (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            )
         }
         v => bail!("{file}: unsupported .npy version {v}"),
     };
@@ -48,7 +51,10 @@ pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
         _ => bail!("{file}: unsupported dtype {descr:?} (expected a string array, e.g. <U36)"),
     };
     if data.len() < n * item {
-        bail!("{file}: data holds {} bytes, {n} x {item} expected", data.len());
+        bail!(
+            "{file}: data holds {} bytes, {n} x {item} expected",
+            data.len()
+        );
     }
     (0..n)
         .map(|i| {
@@ -97,7 +103,12 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 
 /// Writes a 1-D `<U{width}` array (used by the demo and tests to produce real `.npy` pools).
 pub fn write_strings(items: &[String]) -> Vec<u8> {
-    let width = items.iter().map(|s| s.chars().count()).max().unwrap_or(1).max(1);
+    let width = items
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let dict = format!(
         "{{'descr': '<U{width}', 'fortran_order': False, 'shape': ({},), }}",
         items.len()
@@ -127,10 +138,17 @@ mod tests {
 
     #[test]
     fn round_trip_and_errors() {
-        let items = vec!["abc".to_string(), "0004cfab-14fd".to_string(), String::new()];
+        let items = vec![
+            "abc".to_string(),
+            "0004cfab-14fd".to_string(),
+            String::new(),
+        ];
         let bytes = write_strings(&items);
         assert_eq!(read_strings(&bytes, "p.npy").unwrap(), items);
-        assert!(read_strings(b"nonsense!!!", "p.npy").unwrap_err().to_string().contains("p.npy"));
+        assert!(read_strings(b"nonsense!!!", "p.npy")
+            .unwrap_err()
+            .to_string()
+            .contains("p.npy"));
         let mut bad = bytes.clone();
         bad.truncate(bytes.len() - 8);
         assert!(read_strings(&bad, "p.npy").is_err());

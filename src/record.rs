@@ -165,7 +165,10 @@ pub fn manifest_frame(records: &[Record], classes: &[String]) -> Result<DataFram
         col("source", &|r| r.source.clone()),
         col("tag", &|r| r.tag.clone()),
         col("file", &|r| r.file.clone()),
-        Column::new("line".into(), records.iter().map(|r| r.line).collect::<Vec<_>>()),
+        Column::new(
+            "line".into(),
+            records.iter().map(|r| r.line).collect::<Vec<_>>(),
+        ),
         col("patient", &|r| r.patient.clone()),
         col("patient_key", &|r| r.patient_key()),
         col("image", &|r| r.image.clone()),
@@ -202,7 +205,9 @@ pub fn manifest_parquet(df: &DataFrame) -> Result<Vec<u8>> {
 pub fn manifest_csv(df: &DataFrame) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut df = df.clone();
-    CsvWriter::new(&mut buf).include_header(true).finish(&mut df)?;
+    CsvWriter::new(&mut buf)
+        .include_header(true)
+        .finish(&mut df)?;
     Ok(buf)
 }
 

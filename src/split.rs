@@ -83,7 +83,8 @@ pub fn load_pins(
         match std::fs::read(&path) {
             Ok(bytes) => {
                 inputs.insert(rel.clone(), fsutil::sha256_hex(&bytes));
-                let text = crate::sources::table::decode(&bytes, crate::config::Encoding::Utf8, rel)?;
+                let text =
+                    crate::sources::table::decode(&bytes, crate::config::Encoding::Utf8, rel)?;
                 let entries = parse_test_list(&text, rel, pipeline.output.columns)?;
                 pins.test_list = Some((rel.clone(), entries));
             }
@@ -157,7 +158,12 @@ pub fn pipeline_order(pipeline: &Pipeline, sources: &[Source], records: &[Record
     for group in pipeline.groups() {
         for class in 0..pipeline.classes.len() {
             for &s in &group {
-                order.extend(by_source[s].iter().copied().filter(|&i| records[i].label == Some(class)));
+                order.extend(
+                    by_source[s]
+                        .iter()
+                        .copied()
+                        .filter(|&i| records[i].label == Some(class)),
+                );
             }
         }
     }
@@ -284,7 +290,10 @@ fn apply_test_list(
 ) -> Result<Vec<usize>> {
     let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        by_name.entry((r.patient.clone(), r.split_image())).or_default().push(i);
+        by_name
+            .entry((r.patient.clone(), r.split_image()))
+            .or_default()
+            .push(i);
     }
     let kept: HashSet<usize> = kept.iter().copied().collect();
     let mut chosen = Vec::with_capacity(entries.len());
@@ -309,7 +318,10 @@ fn apply_test_list(
         let r = &records[i];
         let label = r.label.map(|l| pipeline.classes[l].as_str()).unwrap_or("");
         if label != e.label {
-            problems.push(format!("{at}: the sources label it {label:?} ({})", r.origin()));
+            problems.push(format!(
+                "{at}: the sources label it {label:?} ({})",
+                r.origin()
+            ));
         } else if !r.test_pool {
             problems.push(format!(
                 "{at}: patient {} is in the train split ({})",
@@ -346,7 +358,11 @@ fn apply_test_list(
 /// Fails when any patient key has records in both splits (an internal invariant).
 pub fn check_disjoint(records: &[Record], a: &Assignment) -> Result<()> {
     let train: HashSet<String> = a.train.iter().map(|&i| records[i].patient_key()).collect();
-    if let Some(&i) = a.test.iter().find(|&&i| train.contains(&records[i].patient_key())) {
+    if let Some(&i) = a
+        .test
+        .iter()
+        .find(|&&i| train.contains(&records[i].patient_key()))
+    {
         bail!(
             "internal error: patient {} is in both train and test ({})",
             records[i].patient_key(),

@@ -41,7 +41,10 @@ impl Summary {
 
     /// Records excluded for `reason`, over all labels.
     pub fn excluded_total(&self, reason: &str) -> u64 {
-        self.excluded.get(reason).map(|m| m.values().sum()).unwrap_or(0)
+        self.excluded
+            .get(reason)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
     }
 }
 
@@ -49,7 +52,7 @@ fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     Ok(df
         .column(name)?
         .str()?
-        .into_iter()
+        .iter()
         .map(|s| s.unwrap_or("-").to_string())
         .collect())
 }
@@ -59,7 +62,7 @@ fn numbers(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
         .column(name)?
         .cast(&DataType::UInt64)?
         .u64()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or(0))
         .collect())
 }
@@ -127,7 +130,10 @@ pub fn summarize(manifest: &DataFrame, classes: &[String]) -> Result<Summary> {
         );
     }
     let pool_total = pool
-        .select([len().alias("images"), col("patient_key").n_unique().alias("patients")])
+        .select([
+            len().alias("images"),
+            col("patient_key").n_unique().alias("patients"),
+        ])
         .collect()?;
     s.totals.insert(
         "pool".into(),
@@ -162,18 +168,18 @@ pub fn render(s: &Summary) -> String {
     let cols = ["train", "test", "pool"];
     let _ = writeln!(
         out,
-        "{:<14} {:>16} {:>16} {:>16}",
+        "{:<14} {:>19} {:>19} {:>19}",
         "", "train", "test", "test pool"
     );
     let _ = writeln!(
         out,
-        "{:<14} {:>8}{:>8} {:>8}{:>8} {:>8}{:>8}",
+        "{:<14} {:>9}{:>10} {:>9}{:>10} {:>9}{:>10}",
         "class", "images", "patients", "images", "patients", "images", "patients"
     );
     let row = |out: &mut String, name: &str, cells: [Count; 3]| {
         let _ = writeln!(
             out,
-            "{:<14} {:>8}{:>8} {:>8}{:>8} {:>8}{:>8}",
+            "{:<14} {:>9}{:>10} {:>9}{:>10} {:>9}{:>10}",
             name,
             cells[0].images,
             cells[0].patients,
@@ -192,7 +198,11 @@ pub fn render(s: &Summary) -> String {
         cols.map(|c| s.totals.get(c).copied().unwrap_or_default()),
     );
     if !s.excluded.is_empty() {
-        let _ = writeln!(out, "\n{:<24} {:>8}  by label", "excluded (reason)", "records");
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:>8}  by label",
+            "excluded (reason)", "records"
+        );
         for (reason, by_label) in &s.excluded {
             let total: u64 = by_label.values().sum();
             let mut parts: Vec<String> = s
@@ -201,7 +211,7 @@ pub fn render(s: &Summary) -> String {
                 .filter_map(|c| by_label.get(c).map(|n| format!("{c} {n}")))
                 .collect();
             if let Some(n) = by_label.get("-") {
-                parts.push(format!("unlabelled {n}"));
+                parts.push(format!("no label {n}"));
             }
             let _ = writeln!(out, "{:<24} {:>8}  {}", reason, total, parts.join(", "));
         }

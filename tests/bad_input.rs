@@ -48,10 +48,16 @@ fn err_of(metadata: &str) -> String {
 #[test]
 fn escaping_paths_are_errors_naming_file_line_and_field() {
     let msg = err_of(&format!("{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n2,0,COVID-19,PA,X-ray,images,../../secret.png,,\n"));
-    assert!(msg.contains("covid-chestxray-dataset/metadata.csv:3: field \"folder/filename\""), "{msg}");
+    assert!(
+        msg.contains("covid-chestxray-dataset/metadata.csv:3: field \"folder/filename\""),
+        "{msg}"
+    );
     assert!(msg.contains("escapes its root"), "{msg}");
     let msg = err_of(&format!("{HEADER}1,0,COVID-19,PA,X-ray,/etc,passwd,,\n"));
-    assert!(msg.contains("metadata.csv:2") && msg.contains("absolute"), "{msg}");
+    assert!(
+        msg.contains("metadata.csv:2") && msg.contains("absolute"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -61,7 +67,10 @@ fn undecodable_text_names_file_and_line() {
     bytes.extend_from_slice(b"1,0,COVID-19,PA,X-ray,images,a.png,caf\xE9,\n");
     let e = build(&setup(tmp.path(), &bytes, "exclude")).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("covid-chestxray-dataset/metadata.csv:2: invalid UTF-8"), "{msg}");
+    assert!(
+        msg.contains("covid-chestxray-dataset/metadata.csv:2: invalid UTF-8"),
+        "{msg}"
+    );
     assert!(msg.contains("latin-1"), "{msg}");
 }
 
@@ -71,9 +80,16 @@ fn missing_column_and_missing_input_are_named() {
     assert!(msg.contains("required column \"filename\""), "{msg}");
     let tmp = tempfile::tempdir().unwrap();
     let opts = setup(tmp.path(), HEADER.as_bytes(), "exclude");
-    std::fs::remove_file(tmp.path().join("sources/covid-chestxray-dataset/metadata.csv")).unwrap();
+    std::fs::remove_file(
+        tmp.path()
+            .join("sources/covid-chestxray-dataset/metadata.csv"),
+    )
+    .unwrap();
     let msg = format!("{:#}", build(&opts).unwrap_err());
-    assert!(msg.contains("required input covid-chestxray-dataset/metadata.csv is missing"), "{msg}");
+    assert!(
+        msg.contains("required input covid-chestxray-dataset/metadata.csv is missing"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -100,19 +116,40 @@ fn recoverable_problems_become_exclusions() {
             (7, Some(Exclusion::Unlabelled)),
         ]
     );
-    assert!(o.records[1].detail.contains("metadata.csv:3: row has 4 fields, column \"filename\""), "{}", o.records[1].detail);
-    assert!(o.records[4].detail.contains("metadata.csv:2"), "{}", o.records[4].detail);
+    assert!(
+        o.records[1]
+            .detail
+            .contains("metadata.csv:3: row has 4 fields, column \"filename\""),
+        "{}",
+        o.records[1].detail
+    );
+    assert!(
+        o.records[4].detail.contains("metadata.csv:2"),
+        "{}",
+        o.records[4].detail
+    );
     // Every exclusion is in the summary; nothing is dropped.
     let excluded: u64 = o.summary.excluded.values().flat_map(|m| m.values()).sum();
-    assert_eq!(excluded as usize + o.assignment.train.len() + o.assignment.test.len(), o.records.len());
+    assert_eq!(
+        excluded as usize + o.assignment.train.len() + o.assignment.test.len(),
+        o.records.len()
+    );
 }
 
 #[test]
 fn unknown_finding_can_be_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let meta = format!("{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n3,0,Influenza,PA,X-ray,images,b.png,,\n");
-    let msg = format!("{:#}", build(&setup(tmp.path(), meta.as_bytes(), "error")).unwrap_err());
-    assert!(msg.contains("metadata.csv:3: field \"finding\": \"Influenza\""), "{msg}");
+    let meta = format!(
+        "{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n3,0,Influenza,PA,X-ray,images,b.png,,\n"
+    );
+    let msg = format!(
+        "{:#}",
+        build(&setup(tmp.path(), meta.as_bytes(), "error")).unwrap_err()
+    );
+    assert!(
+        msg.contains("metadata.csv:3: field \"finding\": \"Influenza\""),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -48,7 +48,9 @@ kind = "rsna"
 
 #[test]
 fn readers_match_the_real_files() {
-    let Some(data) = shared_or_skip("readers_match_the_real_files") else { return };
+    let Some(data) = shared_or_skip("readers_match_the_real_files") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let rev = Revision {
         cohen: "undated-6a42423",
@@ -60,7 +62,10 @@ fn readers_match_the_real_files() {
     let root = tmp.path();
     layout(
         &data,
-        &Revision { cohen: "2020-06-22-584034a", ..rev },
+        &Revision {
+            cohen: "2020-06-22-584034a",
+            ..rev
+        },
         root,
     );
     std::fs::copy(
@@ -69,23 +74,39 @@ fn readers_match_the_real_files() {
     )
     .unwrap();
     let recs = read(ALL_SOURCES, root);
-    let by = |s: &str| recs.iter().filter(move |r| r.source == s);
+    let by = |s: &'static str| recs.iter().filter(move |r| r.source == s);
 
     // Cohen HEAD: 950 rows, hierarchical findings, `folder` column, trailing-space finding.
     assert_eq!(by("cohen").count(), 950);
     let findings = count(by("cohen").map(|r| r.finding.as_str()));
     assert_eq!(findings["Pneumonia/Viral/COVID-19"], 584);
     assert_eq!(findings["todo"], 83);
-    assert_eq!(findings["Pneumonia/Viral/Herpes"], 3, "trimmed trailing space");
-    assert_eq!(by("cohen").filter(|r| r.path.contains("/volumes/")).count(), 21);
-    assert_eq!(count(by("cohen").map(|r| r.view.as_str()))["AP Supine"], 234);
+    assert_eq!(
+        findings["Pneumonia/Viral/Herpes"], 3,
+        "trimmed trailing space"
+    );
+    assert_eq!(
+        by("cohen").filter(|r| r.path.contains("/volumes/")).count(),
+        21
+    );
+    assert_eq!(
+        count(by("cohen").map(|r| r.view.as_str()))["AP Supine"],
+        234
+    );
     // Five rows have unquoted commas in clinical_notes: kept, with a note.
-    assert_eq!(by("cohen").filter(|r| r.detail.contains("unquoted commas")).count(), 5);
+    assert_eq!(
+        by("cohen")
+            .filter(|r| r.detail.contains("unquoted commas"))
+            .count(),
+        5
+    );
     assert!(by("cohen").all(|r| r.exclusion != Some(Exclusion::MalformedRow)));
 
     // Figure1 HEAD: 55 rows of ISO-8859-1; suffixed ids share a subject.
     assert_eq!(by("figure1").count(), 55);
-    let f3: Vec<_> = by("figure1").filter(|r| r.patient.starts_with("COVID-00003")).collect();
+    let f3: Vec<_> = by("figure1")
+        .filter(|r| r.patient.starts_with("COVID-00003"))
+        .collect();
     assert!(f3.len() >= 2 && f3.iter().all(|r| r.subject == "COVID-00003"));
     assert!(by("figure1").any(|r| r.image.ends_with(".png")));
 
@@ -93,7 +114,9 @@ fn readers_match_the_real_files() {
     let act = count(by("actualmed").map(|r| r.finding.as_str()));
     assert_eq!((act["COVID-19"], act["No finding"], act[""]), (58, 127, 53));
     assert_eq!(
-        by("actualmed").filter(|r| r.exclusion == Some(Exclusion::Unlabelled)).count(),
+        by("actualmed")
+            .filter(|r| r.exclusion == Some(Exclusion::Unlabelled))
+            .count(),
         53
     );
     assert!(by("actualmed").all(|r| !r.image.ends_with('\r')));
@@ -130,7 +153,9 @@ fn covidx2_build(with_list: bool) -> Option<(covidx::builder::BuildOutcome, temp
 
 #[test]
 fn covidx2_reproduces_the_paper_counts_and_published_test_list() {
-    let Some((o, tmp)) = covidx2_build(true) else { return };
+    let Some((o, tmp)) = covidx2_build(true) else {
+        return;
+    };
     let s = &o.summary;
     let cell = |split: &str, class: &str| {
         let c = s.get(split, class);
@@ -159,21 +184,37 @@ fn covidx2_reproduces_the_paper_counts_and_published_test_list() {
     let train = std::fs::read_to_string(tmp.path().join("out/splits/train.txt")).unwrap();
     let lines: Vec<&str> = train.lines().collect();
     assert_eq!(lines.len(), 13569);
-    let first_rsna = lines.iter().position(|l| l.ends_with(".png normal")).unwrap();
+    let first_rsna = lines
+        .iter()
+        .position(|l| l.ends_with(".png normal"))
+        .unwrap();
     assert!(lines[..first_rsna].iter().all(|l| !l.ends_with(" normal")));
-    let labels: Vec<&str> = lines.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    let labels: Vec<&str> = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
     let cohen_fig = &labels[..first_rsna];
-    assert!(cohen_fig.windows(2).all(|w| !(w[0] == "COVID-19" && w[1] == "pneumonia")));
-    assert!(labels[first_rsna..].windows(2).all(|w| !(w[0] == "pneumonia" && w[1] == "normal")));
+    assert!(cohen_fig
+        .windows(2)
+        .all(|w| !(w[0] == "COVID-19" && w[1] == "pneumonia")));
+    assert!(labels[first_rsna..]
+        .windows(2)
+        .all(|w| !(w[0] == "pneumonia" && w[1] == "normal")));
 }
 
 #[test]
 fn covidx2_without_the_published_list_keeps_the_whole_pool() {
-    let Some((o, _tmp)) = covidx2_build(false) else { return };
+    let Some((o, _tmp)) = covidx2_build(false) else {
+        return;
+    };
     let s = &o.summary;
     assert_eq!(s.totals["train"].images, 13569);
     assert_eq!(
-        [s.get("test", "normal").images, s.get("test", "pneumonia").images, s.get("test", "COVID-19").images],
+        [
+            s.get("test", "normal").images,
+            s.get("test", "pneumonia").images,
+            s.get("test", "COVID-19").images
+        ],
         [885, 594, 31]
     );
     assert_eq!(s.excluded_total("test-pool-not-pinned"), 0);
@@ -181,7 +222,9 @@ fn covidx2_without_the_published_list_keeps_the_whole_pool() {
 
 #[test]
 fn a_wrong_pinned_entry_is_an_error_naming_the_line() {
-    let Some(data) = shared_or_skip("a_wrong_pinned_entry_is_an_error_naming_the_line") else { return };
+    let Some(data) = shared_or_skip("a_wrong_pinned_entry_is_an_error_naming_the_line") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let sources = layout(&data, &COVIDX2, &tmp.path().join("sources"));
     let list = sources.join("COVID-Net/test_COVIDx2.txt");
@@ -191,7 +234,8 @@ fn a_wrong_pinned_entry_is_an_error_naming_the_line() {
     lines[0] = lines[0].replace(" normal", " pneumonia");
     let train = covidx2_build(false).unwrap().0;
     let t = &train.records[train.assignment.train[0]];
-    lines.push(format!("{} {} {}", t.patient, t.image, "normal"));
+    let label = ["normal", "pneumonia", "COVID-19"][t.label.unwrap()];
+    lines.push(format!("{} {} {label}", t.patient, t.image));
     std::fs::write(&list, lines.join("\n") + "\n").unwrap();
     let err = build(&BuildOptions {
         pipeline: crate_path("pipelines/covidx2.toml"),
@@ -203,12 +247,17 @@ fn a_wrong_pinned_entry_is_an_error_naming_the_line() {
     let msg = format!("{err:#}");
     assert!(msg.contains("COVID-Net/test_COVIDx2.txt:1:"), "{msg}");
     assert!(msg.contains("the sources label it \"normal\""), "{msg}");
-    assert!(msg.contains(":232:") && msg.contains("is in the train split"), "{msg}");
+    assert!(
+        msg.contains(":232:") && msg.contains("is in the train split"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn nih_seeded_split_is_patient_level_and_stratified() {
-    let Some(data) = shared_or_skip("nih_seeded_split_is_patient_level_and_stratified") else { return };
+    let Some(data) = shared_or_skip("nih_seeded_split_is_patient_level_and_stratified") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let sources = layout_nih(&data, &tmp.path().join("sources"));
     let o = build(&BuildOptions {

@@ -9,7 +9,13 @@ use covidx::config::Pipeline;
 use covidx::ingest::ImageCheck;
 use proptest::prelude::*;
 
-const FINDINGS: [&str; 5] = ["No Finding", "Pneumonia", "Pneumonia|Edema", "Edema", "No Finding|Pneumonia"];
+const FINDINGS: [&str; 5] = [
+    "No Finding",
+    "Pneumonia",
+    "Pneumonia|Edema",
+    "Edema",
+    "No Finding|Pneumonia",
+];
 
 fn pipeline(seeded: bool, fraction: f64, pins: &[u8]) -> String {
     let pins: Vec<String> = pins.iter().map(|p| format!("\"{p}\"")).collect();
@@ -67,7 +73,8 @@ proptest! {
         let test: HashSet<String> = a.test.iter().map(|&i| records[i].patient_key()).collect();
         prop_assert!(train.is_disjoint(&test));
         for pin in &pins {
-            prop_assert!(!train.contains(&format!("g:{pin}")));
+            let key = format!("g:{}", pin);
+            prop_assert!(!train.contains(&key));
         }
         // Every record is in exactly one split or carries an exclusion reason.
         let in_split = a.train.len() + a.test.len();

@@ -28,10 +28,18 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<ExitCode> {
         super::build::print_report(&outcome, &out);
         println!(
             "verify: {} (covidx verify {}/covidx.lock.json --sources {})",
-            if mismatches.is_empty() { "all hashes match" } else { "MISMATCH" },
+            if mismatches.is_empty() {
+                "all hashes match"
+            } else {
+                "MISMATCH"
+            },
             out.display(),
             sources.display()
         );
     }
-    Ok(if mismatches.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if mismatches.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

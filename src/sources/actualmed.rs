@@ -38,7 +38,13 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             let detail = format!("{}: field \"imagename\" is empty", rec.origin());
             rec.exclude(Exclusion::MalformedRow, detail);
         } else {
-            rec.path = image_path(src, &table.file, row.line, "imagename", &format!("images/{}", rec.image))?;
+            rec.path = image_path(
+                src,
+                &table.file,
+                row.line,
+                "imagename",
+                &format!("images/{}", rec.image),
+            )?;
             if rec.finding.is_empty() {
                 rec.exclude(Exclusion::Unlabelled, "blank finding");
             }

@@ -54,7 +54,10 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             .map(str::trim)
             .filter(|f| !f.is_empty())
             .unwrap_or("images");
-        rec.path = image_path(src, &table.file, row.line,
+        rec.path = image_path(
+            src,
+            &table.file,
+            row.line,
             "folder/filename",
             &format!("{dir}/{}", rec.image),
         )?;

@@ -55,7 +55,13 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         let candidates = ["jpg", "png"].map(|ext| format!("{}.{ext}", rec.patient));
         let mut found = None;
         for name in &candidates {
-            let path = image_path(src, &table.file, row.line, "patientid", &format!("images/{name}"))?;
+            let path = image_path(
+                src,
+                &table.file,
+                row.line,
+                "patientid",
+                &format!("images/{name}"),
+            )?;
             if ctx.root.join(&path).is_file() {
                 found = Some((name.clone(), path));
                 break;

@@ -26,7 +26,11 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let image = table.column(&cols.image)?;
     let finding = table.column(&cols.finding)?;
     let view = cols.view.as_deref().map(|c| table.column(c)).transpose()?;
-    let modality = cols.modality.as_deref().map(|c| table.column(c)).transpose()?;
+    let modality = cols
+        .modality
+        .as_deref()
+        .map(|c| table.column(c))
+        .transpose()?;
     let image_dir = src.config.image_dir.as_deref().unwrap_or("images");
     let fields = FieldGetter::new(&table);
 

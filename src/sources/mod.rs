@@ -106,11 +106,7 @@ impl<'t> FieldGetter<'t> {
     }
 
     /// The trimmed field, or an exclusion detail naming the missing column.
-    pub(crate) fn get<'r>(
-        &self,
-        row: &'r Row,
-        idx: usize,
-    ) -> std::result::Result<&'r str, String> {
+    pub(crate) fn get<'r>(&self, row: &'r Row, idx: usize) -> std::result::Result<&'r str, String> {
         row.get(idx).map(str::trim).ok_or_else(|| {
             format!(
                 "{}:{}: row has {} fields, column {:?} (#{}) is missing",
@@ -124,12 +120,16 @@ impl<'t> FieldGetter<'t> {
     }
 
     /// Detail noting that a row carries more fields than the header (unquoted commas).
+    /// A row is ragged when it has text past the last named column (upstream rows with
+    /// unquoted commas spill into the header's trailing unnamed column or beyond).
     pub(crate) fn ragged_note(&self, row: &Row) -> Option<String> {
-        (row.fields.len() > self.table.header.len()).then(|| {
+        let width = self.table.width();
+        let spill = row.fields.iter().skip(width).any(|f| !f.trim().is_empty());
+        spill.then(|| {
             format!(
-                "row has {} fields, header has {} (unquoted commas?); extra fields ignored",
-                row.fields.len(),
-                self.table.header.len()
+                "row has {} fields with text past the {width} named columns (unquoted \
+                 commas?); the extra text is ignored",
+                row.fields.len()
             )
         })
     }

@@ -66,7 +66,11 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
                     file: table.file.clone(),
                 }
             });
-            let slot = if is_class { &mut p.class } else { &mut p.target };
+            let slot = if is_class {
+                &mut p.class
+            } else {
+                &mut p.target
+            };
             match slot {
                 None => *slot = Some((value, row.line)),
                 Some((prev, prev_line)) if *prev != value && p.conflict.is_none() => {
@@ -89,7 +93,10 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             file: p.file.clone(),
             line: p.line,
             subject: pid.clone(),
-            image: format!("{pid}.{}", src.config.output_ext.as_deref().unwrap_or("png")),
+            image: format!(
+                "{pid}.{}",
+                src.config.output_ext.as_deref().unwrap_or("png")
+            ),
             path: image_path(
                 src,
                 &p.file,

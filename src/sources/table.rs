@@ -62,6 +62,40 @@ pub fn decode(bytes: &[u8], encoding: Encoding, file: &str) -> Result<String> {
     }
 }
 
+/// Maps byte offsets (non-decreasing) to 1-based line numbers. The csv crate reports a
+/// record's start before the `\n` of a preceding CRLF (and before skipped blank lines), so
+/// line terminators at the offset are skipped first.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        LineCounter {
+            text,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    fn line_of(&mut self, byte: usize) -> u64 {
+        let mut start = byte.min(self.text.len());
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start >= self.at {
+            self.line += self.text[self.at..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            self.at = start;
+        }
+        self.line
+    }
+}
+
 impl Table {
     /// Reads `sources/rel`, records its hash in `inputs`, and parses it.
     pub fn load(
@@ -102,10 +136,12 @@ impl Table {
         }
         let mut rows = Vec::new();
         let mut fields = StringRecord::new();
+        let mut lines = LineCounter::new(text.as_bytes());
         loop {
             match reader.read_record(&mut fields) {
                 Ok(true) => {
-                    let line = fields.position().map(|p| p.line()).unwrap_or(0);
+                    let byte = fields.position().map(|p| p.byte()).unwrap_or(0);
+                    let line = lines.line_of(byte as usize);
                     if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) {
                         continue;
                     }
@@ -165,14 +201,18 @@ mod tests {
     fn invalid_utf8_names_file_line_and_byte() {
         let err = decode(b"a,b\nc,\xE9\n", Encoding::Utf8, "m.csv").unwrap_err();
         let msg = format!("{err}");
-        assert!(msg.starts_with("m.csv:2: invalid UTF-8 at byte 6 (0xE9)"), "{msg}");
+        assert!(
+            msg.starts_with("m.csv:2: invalid UTF-8 at byte 6 (0xE9)"),
+            "{msg}"
+        );
         assert_eq!(decode(b"\xE9", Encoding::Latin1, "m").unwrap(), "\u{e9}");
         assert_eq!(decode(b"\xEF\xBB\xBFa", Encoding::Utf8, "m").unwrap(), "a");
     }
 
     #[test]
     fn multiline_quotes_crlf_trailing_comma_and_ragged_rows() {
-        let text = "id,note,file,\r\n1,\"two\r\nlines\",a.png,\r\n\r\n2,x,b.png,extra,more\r\n3,short\r\n";
+        let text =
+            "id,note,file,\r\n1,\"two\r\nlines\",a.png,\r\n\r\n2,x,b.png,extra,more\r\n3,short\r\n";
         let t = Table::parse(text, "m.csv", b',').unwrap();
         assert_eq!(t.header, vec!["id", "note", "file", ""]);
         assert_eq!(t.width(), 3);
@@ -183,7 +223,10 @@ mod tests {
         assert_eq!(t.rows[1].get(2), Some("b.png"));
         assert_eq!(t.rows[2].get(2), None);
         let err = format!("{:#}", t.column("imagename").unwrap_err());
-        assert!(err.contains("m.csv: required column \"imagename\""), "{err}");
+        assert!(
+            err.contains("m.csv: required column \"imagename\""),
+            "{err}"
+        );
     }
 
     #[test]

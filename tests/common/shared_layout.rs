@@ -13,7 +13,9 @@ pub fn shared_data() -> Option<PathBuf> {
     let dir = std::env::var_os("COVIDX_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    dir.join("rsna/stage_2_train_labels.csv").is_file().then_some(dir)
+    dir.join("rsna/stage_2_train_labels.csv")
+        .is_file()
+        .then_some(dir)
 }
 
 /// Which upstream revisions to lay out.
@@ -46,28 +48,52 @@ fn placeholders(listing: &Path, dir: &Path) {
 pub fn layout(data: &Path, rev: &Revision, root: &Path) -> PathBuf {
     let cohen = root.join("covid-chestxray-dataset");
     fs::create_dir_all(&cohen).unwrap();
-    fs::copy(data.join(format!("cohen/metadata-{}.csv", rev.cohen)), cohen.join("metadata.csv")).unwrap();
+    fs::copy(
+        data.join(format!("cohen/metadata-{}.csv", rev.cohen)),
+        cohen.join("metadata.csv"),
+    )
+    .unwrap();
     let commit = rev.cohen.rsplit('-').next().unwrap();
-    placeholders(&data.join(format!("listings/cohen-{commit}-images.tsv")), &cohen);
+    placeholders(
+        &data.join(format!("listings/cohen-{commit}-images.tsv")),
+        &cohen,
+    );
 
     let fig = root.join("Figure1-COVID-chestxray-dataset");
     fs::create_dir_all(&fig).unwrap();
-    fs::copy(data.join(format!("figure1/metadata-{}.csv", rev.figure1)), fig.join("metadata.csv")).unwrap();
+    fs::copy(
+        data.join(format!("figure1/metadata-{}.csv", rev.figure1)),
+        fig.join("metadata.csv"),
+    )
+    .unwrap();
     let commit = rev.figure1.rsplit('-').next().unwrap();
-    placeholders(&data.join(format!("listings/figure1-{commit}-images.tsv")), &fig);
+    placeholders(
+        &data.join(format!("listings/figure1-{commit}-images.tsv")),
+        &fig,
+    );
 
     if let Some(a) = rev.actualmed {
         let act = root.join("Actualmed-COVID-chestxray-dataset");
         fs::create_dir_all(&act).unwrap();
-        fs::copy(data.join(format!("actualmed/metadata-{a}.csv")), act.join("metadata.csv")).unwrap();
+        fs::copy(
+            data.join(format!("actualmed/metadata-{a}.csv")),
+            act.join("metadata.csv"),
+        )
+        .unwrap();
         let commit = a.rsplit('-').next().unwrap();
-        placeholders(&data.join(format!("listings/actualmed-{commit}-images.tsv")), &act);
+        placeholders(
+            &data.join(format!("listings/actualmed-{commit}-images.tsv")),
+            &act,
+        );
     }
 
     let rsna = root.join("rsna-pneumonia-detection-challenge");
     let images = rsna.join("stage_2_train_images");
     fs::create_dir_all(&images).unwrap();
-    for f in ["stage_2_train_labels.csv", "stage_2_detailed_class_info.csv"] {
+    for f in [
+        "stage_2_train_labels.csv",
+        "stage_2_detailed_class_info.csv",
+    ] {
         fs::copy(data.join("rsna").join(f), rsna.join(f)).unwrap();
     }
     let mut labels = String::new();
@@ -87,13 +113,19 @@ pub fn layout(data: &Path, rev: &Revision, root: &Path) -> PathBuf {
     fs::create_dir_all(&cn).unwrap();
     for class in ["normal", "pneumonia"] {
         fs::copy(
-            data.join(format!("covidnet/rsna_test_patients_{class}-2020-03-28-c4da4b0.npy")),
+            data.join(format!(
+                "covidnet/rsna_test_patients_{class}-2020-03-28-c4da4b0.npy"
+            )),
             cn.join(format!("rsna_test_patients_{class}.npy")),
         )
         .unwrap();
     }
     if rev.test_list {
-        fs::copy(data.join("covidnet/test_COVIDx2.txt"), cn.join("test_COVIDx2.txt")).unwrap();
+        fs::copy(
+            data.join("covidnet/test_COVIDx2.txt"),
+            cn.join("test_COVIDx2.txt"),
+        )
+        .unwrap();
     }
     root.to_path_buf()
 }
