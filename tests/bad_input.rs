@@ -164,3 +164,21 @@ fn a_missing_pinned_pool_names_the_expected_path() {
     assert!(msg.contains("required input COVID-Net/pool.npy"), "{msg}");
     assert!(msg.contains("COVID-Net/pool.npy"), "{msg}");
 }
+
+#[test]
+fn cohen_flat_schema_with_trailing_spaces_and_first_comma_findings() {
+    // The early flat schema: `COVID-19, ARDS`, no `folder`/`RT_PCR_positive`, a file name with
+    // a trailing space, a quoted multi-line note.
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = "patientid,offset,sex,age,finding,survival,view,modality,filename,notes,\n\
+                1,0,M,50,\"COVID-19, ARDS\",Y,PA,X-ray,a.png ,\"line one\nline two\",\n\
+                2,0,F,40,ARDS,,PA,X-ray,b.png,,\n";
+    let o = build(&setup(tmp.path(), meta.as_bytes(), "exclude")).unwrap();
+    assert_eq!(o.records.len(), 2);
+    assert_eq!(o.records[0].image, "a.png");
+    assert_eq!(o.records[0].path, "covid-chestxray-dataset/images/a.png");
+    assert_eq!(o.records[0].parsed, "COVID-19");
+    assert_eq!(o.records[0].label, Some(2));
+    assert_eq!(o.records[1].line, 4);
+    assert_eq!(o.records[1].exclusion, Some(Exclusion::UnmappedFinding));
+}
