@@ -119,7 +119,7 @@ fn recoverable_problems_become_exclusions() {
     assert!(
         o.records[1]
             .detail
-            .contains("metadata.csv:3: row has 4 fields, column \"filename\""),
+            .contains("metadata.csv:3: row has 4 fields, column \"modality\" (#5) is missing"),
         "{}",
         o.records[1].detail
     );

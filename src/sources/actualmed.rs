@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::{image_path, new_record, source_path, FieldGetter, ReadContext, Table};
+use super::{image_path, read_rows, source_path, ReadContext, RowColumns, Table};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -11,43 +11,18 @@ use crate::record::{Exclusion, Record};
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let file = source_path(src, &src.metadata);
     let table = Table::load(ctx.root, &file, src.encoding, b',', ctx.inputs)?;
-    let pid = table.column("patientid")?;
-    let finding = table.column("finding")?;
-    let view = table.column("view")?;
-    let imagename = table.column("imagename")?;
-    let modality = table.optional_column("modality");
-    let fields = FieldGetter::new(&table);
-
+    let cols = RowColumns {
+        patient: table.column("patientid")?,
+        finding: table.column("finding")?,
+        view: Some(table.column("view")?),
+        modality: table.optional_column("modality"),
+        image: Some(table.column("imagename")?),
+    };
     let mut out = Vec::with_capacity(table.rows.len());
-    for row in &table.rows {
-        let mut rec = new_record(src, &table, row);
-        let parsed = (|| -> std::result::Result<(), String> {
-            rec.patient = fields.get(row, pid)?.to_string();
-            rec.subject = rec.patient.clone();
-            rec.finding = fields.get(row, finding)?.to_string();
-            rec.view = fields.get(row, view)?.to_string();
-            rec.image = fields.get(row, imagename)?.to_string();
-            if let Some(m) = modality {
-                rec.modality = fields.get(row, m)?.to_string();
-            }
-            Ok(())
-        })();
-        if let Err(detail) = parsed {
-            rec.exclude(Exclusion::MalformedRow, detail);
-        } else if rec.image.is_empty() {
-            let detail = format!("{}: field \"imagename\" is empty", rec.origin());
-            rec.exclude(Exclusion::MalformedRow, detail);
-        } else {
-            rec.path = image_path(
-                src,
-                &table.file,
-                row.line,
-                "imagename",
-                &format!("images/{}", rec.image),
-            )?;
-            if rec.finding.is_empty() {
-                rec.exclude(Exclusion::Unlabelled, "blank finding");
-            }
+    for (mut rec, row) in read_rows(src, &table, &cols) {
+        if rec.exclusion != Some(Exclusion::MalformedRow) {
+            let rel = format!("images/{}", rec.image);
+            rec.path = image_path(src, &table.file, row.line, "imagename", &rel)?;
         }
         out.push(rec);
     }

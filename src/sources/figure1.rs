@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::{image_path, new_record, source_path, FieldGetter, ReadContext, Table};
+use super::{image_path, read_rows, source_path, ReadContext, RowColumns, Table};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -22,69 +22,41 @@ pub fn subject_of(patient: &str) -> &str {
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let file = source_path(src, &src.metadata);
     let table = Table::load(ctx.root, &file, src.encoding, b',', ctx.inputs)?;
-    let pid = table.column("patientid")?;
-    let finding = table.column("finding")?;
-    let view = table.column("view")?;
-    let modality = table.optional_column("modality");
-    let fields = FieldGetter::new(&table);
-
+    let cols = RowColumns {
+        patient: table.column("patientid")?,
+        finding: table.column("finding")?,
+        view: Some(table.column("view")?),
+        modality: table.optional_column("modality"),
+        image: None,
+    };
     let mut out = Vec::with_capacity(table.rows.len());
-    for row in &table.rows {
-        let mut rec = new_record(src, &table, row);
-        let parsed = (|| -> std::result::Result<(), String> {
-            rec.patient = fields.get(row, pid)?.to_string();
-            rec.finding = fields.get(row, finding)?.to_string();
-            rec.view = fields.get(row, view)?.to_string();
-            if let Some(m) = modality {
-                rec.modality = fields.get(row, m)?.to_string();
-            }
-            Ok(())
-        })();
+    for (mut rec, row) in read_rows(src, &table, &cols) {
         rec.subject = subject_of(&rec.patient).to_string();
-        if let Err(detail) = parsed {
-            rec.exclude(Exclusion::MalformedRow, detail);
+        if rec.exclusion == Some(Exclusion::MalformedRow) {
             out.push(rec);
             continue;
         }
-        if rec.patient.is_empty() {
-            let detail = format!("{}: field \"patientid\" is empty", rec.origin());
-            rec.exclude(Exclusion::MalformedRow, detail);
-            out.push(rec);
-            continue;
-        }
-        let candidates = ["jpg", "png"].map(|ext| format!("{}.{ext}", rec.patient));
-        let mut found = None;
-        for name in &candidates {
-            let path = image_path(
+        let names = ["jpg", "png"].map(|ext| format!("{}.{ext}", rec.patient));
+        let mut paths = Vec::with_capacity(2);
+        for name in &names {
+            paths.push(image_path(
                 src,
                 &table.file,
                 row.line,
                 "patientid",
                 &format!("images/{name}"),
-            )?;
-            if ctx.root.join(&path).is_file() {
-                found = Some((name.clone(), path));
-                break;
-            }
+            )?);
         }
-        match found {
-            Some((name, path)) => {
-                rec.image = name;
-                rec.path = path;
+        match (0..2).find(|&i| ctx.root.join(&paths[i]).is_file()) {
+            Some(i) => {
+                rec.image = names[i].clone();
+                rec.path = paths[i].clone();
             }
             None => {
-                rec.image = candidates[0].clone();
-                let detail = format!(
-                    "neither {} nor {} exists",
-                    source_path(src, &format!("images/{}", candidates[0])),
-                    source_path(src, &format!("images/{}", candidates[1]))
-                );
+                rec.image = names[0].clone();
+                let detail = format!("neither {} nor {} exists", paths[0], paths[1]);
                 rec.exclude(Exclusion::MissingImage, detail);
             }
-        }
-        if rec.finding.is_empty() {
-            rec.exclusion = None;
-            rec.exclude(Exclusion::Unlabelled, "blank finding");
         }
         out.push(rec);
     }

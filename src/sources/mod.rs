@@ -94,43 +94,99 @@ pub(crate) fn image_path(
     Ok(source_path(src, rel))
 }
 
-/// Column indices a reader resolved; `get` marks the record malformed when a required field is
-/// missing from a short row.
-pub(crate) struct FieldGetter<'t> {
-    table: &'t Table,
+/// Field `idx` of `row`, trimmed, or a detail naming file, line and the missing column when the
+/// row is too short.
+pub(crate) fn field<'r>(
+    table: &Table,
+    row: &'r Row,
+    idx: usize,
+) -> std::result::Result<&'r str, String> {
+    row.get(idx).map(str::trim).ok_or_else(|| {
+        format!(
+            "{}:{}: row has {} fields, column {:?} (#{}) is missing",
+            table.file,
+            row.line,
+            row.fields.len(),
+            table.header[idx],
+            idx + 1
+        )
+    })
 }
 
-impl<'t> FieldGetter<'t> {
-    pub(crate) fn new(table: &'t Table) -> Self {
-        FieldGetter { table }
-    }
+/// Column indices of a table with one image per row (Cohen, Figure1, Actualmed, generic CSV).
+pub(crate) struct RowColumns {
+    /// Patient id column.
+    pub patient: usize,
+    /// Raw finding column.
+    pub finding: usize,
+    /// View column, if the table has one.
+    pub view: Option<usize>,
+    /// Modality column, if the table has one.
+    pub modality: Option<usize>,
+    /// Image file name column (Figure1 has none).
+    pub image: Option<usize>,
+}
 
-    /// The trimmed field, or an exclusion detail naming the missing column.
-    pub(crate) fn get<'r>(&self, row: &'r Row, idx: usize) -> std::result::Result<&'r str, String> {
-        row.get(idx).map(str::trim).ok_or_else(|| {
-            format!(
-                "{}:{}: row has {} fields, column {:?} (#{}) is missing",
-                self.table.file,
-                row.line,
-                row.fields.len(),
-                self.table.header[idx],
-                idx + 1
-            )
+/// One record per row with patient, finding, view, modality and image name filled in. A row
+/// too short for a required column, or with an empty patient or image field, is excluded as
+/// `malformed-row` (naming file, line and column); a blank finding as `unlabelled`; text past
+/// the named columns is noted in `detail`. Readers then resolve each record's path.
+pub(crate) fn read_rows<'t>(
+    src: &Source,
+    table: &'t Table,
+    cols: &RowColumns,
+) -> Vec<(Record, &'t Row)> {
+    let field = |row: &Row, idx: usize| field(table, row, idx).map(str::to_string);
+    let optional = |row: &Row, idx: Option<usize>| idx.map(|i| field(row, i)).transpose();
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let mut rec = new_record(src, table, row);
+            let filled = (|| -> std::result::Result<(), String> {
+                rec.patient = field(row, cols.patient)?;
+                rec.subject = rec.patient.clone();
+                rec.finding = field(row, cols.finding)?;
+                rec.view = optional(row, cols.view)?.unwrap_or_default();
+                rec.modality = optional(row, cols.modality)?.unwrap_or_default();
+                rec.image = optional(row, cols.image)?.unwrap_or_default();
+                for (idx, value) in [(Some(cols.patient), &rec.patient), (cols.image, &rec.image)] {
+                    if let (Some(idx), true) = (idx, value.is_empty()) {
+                        return Err(format!(
+                            "{}:{}: field {:?} is empty",
+                            table.file, row.line, table.header[idx]
+                        ));
+                    }
+                }
+                Ok(())
+            })();
+            match filled {
+                Err(detail) => rec.exclude(Exclusion::MalformedRow, detail),
+                Ok(()) if rec.finding.is_empty() => {
+                    rec.exclude(Exclusion::Unlabelled, "blank finding")
+                }
+                Ok(()) => {}
+            }
+            if rec.detail.is_empty() {
+                if let Some(note) = ragged_note(table, row) {
+                    rec.detail = note;
+                }
+            }
+            (rec, row)
         })
-    }
+        .collect()
+}
 
-    /// Detail noting that a row carries more fields than the header (unquoted commas).
-    /// A row is ragged when it has text past the last named column (upstream rows with
-    /// unquoted commas spill into the header's trailing unnamed column or beyond).
-    pub(crate) fn ragged_note(&self, row: &Row) -> Option<String> {
-        let width = self.table.width();
-        let spill = row.fields.iter().skip(width).any(|f| !f.trim().is_empty());
-        spill.then(|| {
-            format!(
-                "row has {} fields with text past the {width} named columns (unquoted \
-                 commas?); the extra text is ignored",
-                row.fields.len()
-            )
-        })
-    }
+/// A row is ragged when it has text past the last named column (upstream rows with unquoted
+/// commas spill into the header's trailing unnamed column or beyond).
+fn ragged_note(table: &Table, row: &Row) -> Option<String> {
+    let width = table.width();
+    let spill = row.fields.iter().skip(width).any(|f| !f.trim().is_empty());
+    spill.then(|| {
+        format!(
+            "row has {} fields with text past the {width} named columns (unquoted commas?); \
+             the extra text is ignored",
+            row.fields.len()
+        )
+    })
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use super::{image_path, source_path, FieldGetter, ReadContext, Table};
+use super::{field as row_field, image_path, source_path, ReadContext, Table};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -42,9 +42,11 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     for (table, field, is_class) in [(&classes, "class", true), (&labels, "Target", false)] {
         let pid_col = table.column("patientId")?;
         let val_col = table.column(field)?;
-        let fields = FieldGetter::new(table);
         for row in &table.rows {
-            let (pid, value) = match (fields.get(row, pid_col), fields.get(row, val_col)) {
+            let (pid, value) = match (
+                row_field(table, row, pid_col),
+                row_field(table, row, val_col),
+            ) {
                 (Ok(p), Ok(v)) if !p.is_empty() => (p.to_string(), v.to_string()),
                 (Err(d), _) | (_, Err(d)) => {
                     malformed.push((table.file.clone(), row.line, d));
