@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Pipeline;
 use crate::fsutil;
+use crate::imaging::stage::{self as image_stage, StageOptions, StageOutcome};
 use crate::ingest::{self, ImageCheck};
 use crate::label;
 use crate::lock::{Lock, FORMAT, LOCK_FILE};
@@ -25,6 +26,27 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Only check that images exist; do not read them.
     pub metadata_only: bool,
+    /// Run the image stage (shards) even if the pipeline does not enable it.
+    pub images: bool,
+    /// Fail on the first bad image instead of quarantining it.
+    pub strict: bool,
+    /// Show image-stage progress.
+    pub progress: bool,
+}
+
+impl BuildOptions {
+    /// Options for a build of `pipeline` from `sources` into `out`, everything else default.
+    pub fn new(pipeline: PathBuf, sources: PathBuf, out: PathBuf) -> Self {
+        BuildOptions {
+            pipeline,
+            sources,
+            out,
+            metadata_only: false,
+            images: false,
+            strict: false,
+            progress: false,
+        }
+    }
 }
 
 /// Everything a build produced.
@@ -40,6 +62,8 @@ pub struct BuildOutcome {
     pub summary: Summary,
     /// The lock file written.
     pub lock: Lock,
+    /// The image stage's result, when it ran.
+    pub images: Option<StageOutcome>,
 }
 
 /// A COVID-Net split-file line for a record.
@@ -82,7 +106,50 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     } else {
         ImageCheck::Hash
     };
-    let (records, assignment, inputs) = plan(&pipeline, &opts.sources, check)?;
+    if opts.images && opts.metadata_only {
+        bail!("--images reads every image: it cannot be combined with --metadata-only");
+    }
+    let run_images = opts.images || (pipeline.images.enabled && !opts.metadata_only);
+    let (mut records, assignment, inputs) = plan(&pipeline, &opts.sources, check)?;
+
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let lock_path = opts.out.join(LOCK_FILE);
+    // An old lock must not vouch for outputs that are being replaced.
+    if lock_path.exists() {
+        std::fs::remove_file(&lock_path)
+            .with_context(|| format!("removing stale {}", lock_path.display()))?;
+    }
+    let pipeline_sha = fsutil::sha256_hex(&pipeline_bytes);
+    let images = if run_images {
+        let params = fsutil::sha256_hex(
+            format!(
+                "{} {pipeline_sha} {}",
+                env!("CARGO_PKG_VERSION"),
+                serde_json::to_string(&inputs)?
+            )
+            .as_bytes(),
+        );
+        let stage_opts = StageOptions {
+            strict: opts.strict,
+            progress: opts.progress,
+        };
+        let outcome = image_stage::run(
+            &pipeline,
+            &opts.sources,
+            &records,
+            &assignment,
+            &opts.out,
+            &params,
+            stage_opts,
+        )?;
+        for q in &outcome.quarantine {
+            records[q.record].image_error = Some(format!("{}: {}", q.reason, q.detail));
+        }
+        Some(outcome)
+    } else {
+        None
+    };
 
     let classes = &pipeline.classes;
     let manifest = record::manifest_frame(&records, classes)?;
@@ -95,24 +162,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
             .collect::<String>()
             .into_bytes()
     };
-    let files: Vec<(&str, Vec<u8>)> = vec![
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("splits/train.txt", lines(&assignment.train)),
         ("splits/test.txt", lines(&assignment.test)),
-        ("manifest.parquet", record::manifest_parquet(&manifest)?),
+        ("manifest.parquet", record::parquet_bytes(&manifest)?),
         ("manifest.csv", record::manifest_csv(&manifest)?),
         ("pipeline.toml", pipeline_bytes.clone()),
         ("summary.txt", summary::render(&summary).into_bytes()),
     ];
-
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    let lock_path = opts.out.join(LOCK_FILE);
-    // An old lock must not vouch for outputs that are being replaced.
-    if lock_path.exists() {
-        std::fs::remove_file(&lock_path)
-            .with_context(|| format!("removing stale {}", lock_path.display()))?;
-    }
     let mut outputs = std::collections::BTreeMap::new();
+    if let Some(img) = &images {
+        files.push((
+            "quarantine.csv",
+            image_stage::quarantine_csv(&img.quarantine)?,
+        ));
+        let aug = image_stage::augment_frame(&img.samples)?;
+        files.push(("augment.parquet", record::parquet_bytes(&aug)?));
+        for rel in image_stage::output_files(&img.index) {
+            let hash = fsutil::sha256_file(&opts.out.join(&rel))?;
+            outputs.insert(fsutil::rel_string(Path::new(""), &rel), hash);
+        }
+    }
     for (rel, bytes) in &files {
         fsutil::write_atomic(&opts.out.join(rel), bytes)?;
         outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
@@ -121,7 +191,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         format: FORMAT.to_string(),
         tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
         pipeline: pipeline.name.clone(),
-        pipeline_sha256: fsutil::sha256_hex(&pipeline_bytes),
+        pipeline_sha256: pipeline_sha,
         mode: if opts.metadata_only {
             "metadata-only"
         } else {
@@ -138,5 +208,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         assignment,
         summary,
         lock,
+        images,
     })
 }

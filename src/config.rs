@@ -33,6 +33,40 @@ pub struct Pipeline {
     /// Split-file format.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Image stage: decode, crop/resize, augment, shards.
+    #[serde(default)]
+    pub images: ImagesConfig,
+}
+
+/// Image stage settings (`[images]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Run the image stage on every build (otherwise only with `covidx build --images`).
+    pub enabled: bool,
+    /// Output side S (images are S×S).
+    pub size: u32,
+    /// Fraction of rows dropped at the top before the centre square crop.
+    pub crop_top: f32,
+    /// Augmented copies per training record (copy 0, the clean image, is always written).
+    pub copies: u32,
+    /// Target shard size in MiB.
+    pub shard_mib: u64,
+    /// Augmentation ranges.
+    pub augment: crate::imaging::augment::AugmentConfig,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            enabled: false,
+            size: 224,
+            crop_top: 0.08,
+            copies: 0,
+            shard_mib: 256,
+            augment: Default::default(),
+        }
+    }
 }
 
 /// How a raw finding string is read before the mapping table is applied.
@@ -409,6 +443,32 @@ impl Pipeline {
         }
         if let Some(p) = &split.pinned_test_list {
             crate::fsutil::check_relative(p).context("split.pinned_test_list")?;
+        }
+        let img = &self.images;
+        if !(8..=4096).contains(&img.size) {
+            bail!("images.size: {} (must be 8 to 4096)", img.size);
+        }
+        if !(0.0..0.9).contains(&img.crop_top) {
+            bail!("images.crop_top: {} (must be in [0, 0.9))", img.crop_top);
+        }
+        if img.copies > 255 {
+            bail!("images.copies: {} (at most 255)", img.copies);
+        }
+        if img.shard_mib == 0 {
+            bail!("images.shard_mib: must be at least 1");
+        }
+        let a = &img.augment;
+        for (key, [lo, hi]) in [
+            ("zoom_x", a.zoom_x),
+            ("zoom_y", a.zoom_y),
+            ("brightness", a.brightness),
+        ] {
+            if !(lo > 0.0 && lo <= hi) {
+                bail!("images.augment.{key}: [{lo}, {hi}] must be 0 < min <= max");
+            }
+        }
+        if !(0.0..=1.0).contains(&a.flip) {
+            bail!("images.augment.flip: {} is not a probability", a.flip);
         }
         if !(self.output.columns == 3 || self.output.columns == 4) {
             bail!("output.columns: {} (must be 3 or 4)", self.output.columns);

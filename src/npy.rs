@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 
-/// Parses a `.npy` file holding a 1-D array of fixed-width strings.
-pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
+/// Header of a `.npy` file: dtype descriptor, shape, and the data bytes.
+fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<(String, Vec<usize>, &'a [u8])> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         bail!("{file}: not a .npy file (bad magic)");
     }
@@ -27,7 +27,10 @@ pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
         .with_context(|| format!("{file}: truncated .npy header"))?;
     let header = std::str::from_utf8(header).with_context(|| format!("{file}: header not text"))?;
     let descr = dict_value(header, "descr").with_context(|| format!("{file}: no 'descr'"))?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"').to_string();
+    if dict_value(header, "fortran_order").is_some_and(|v| v.trim() == "True") {
+        bail!("{file}: Fortran-ordered arrays are not supported");
+    }
     let shape = dict_value(header, "shape").with_context(|| format!("{file}: no 'shape'"))?;
     let dims: Vec<usize> = shape
         .trim_matches(|c| c == '(' || c == ')')
@@ -37,10 +40,35 @@ pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
         .map(|s| s.parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .with_context(|| format!("{file}: bad shape {shape}"))?;
+    Ok((descr, dims, &bytes[start + header_len..]))
+}
+
+/// Reads a little-endian float64 array of any shape, flattened in C order.
+pub fn read_f64(bytes: &[u8], file: &str) -> Result<Vec<f64>> {
+    let (descr, dims, data) = parse(bytes, file)?;
+    if descr != "<f8" {
+        bail!("{file}: dtype {descr:?}, expected <f8");
+    }
+    let n: usize = dims.iter().product();
+    if data.len() < n * 8 {
+        bail!("{file}: truncated data");
+    }
+    Ok(data[..n * 8]
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect())
+}
+
+/// Parses a `.npy` file holding a 1-D array of fixed-width strings.
+pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
+    let (descr, dims, data) = parse(bytes, file)?;
     let [n] = dims[..] else {
-        bail!("{file}: expected a 1-D array, shape is {shape}");
+        bail!("{file}: expected a 1-D array, shape is {dims:?}");
     };
-    let data = &bytes[start + header_len..];
+    let descr = descr.as_str();
+    if descr.len() < 3 || !descr.is_char_boundary(2) {
+        bail!("{file}: unsupported dtype {descr:?} (expected a string array, e.g. <U36)");
+    }
     let (kind, width) = descr.split_at(2);
     let width: usize = width
         .parse()

@@ -117,6 +117,8 @@ pub struct Record {
     pub split: Option<Split>,
     /// SHA-256 of the image file, when it was read.
     pub sha256: Option<String>,
+    /// Why the image stage could not use the image (quarantined), if it ran.
+    pub image_error: Option<String>,
 }
 
 impl Record {
@@ -186,12 +188,13 @@ pub fn manifest_frame(records: &[Record], classes: &[String]) -> Result<DataFram
         opt("exclusion", &|r| r.exclusion.map(|e| e.code().to_string())),
         col("detail", &|r| r.detail.clone()),
         opt("sha256", &|r| r.sha256.clone()),
+        opt("image_error", &|r| r.image_error.clone()),
     ];
     Ok(DataFrame::new(n, columns)?)
 }
 
-/// Serialises the manifest as Parquet (zstd, statistics on) into memory.
-pub fn manifest_parquet(df: &DataFrame) -> Result<Vec<u8>> {
+/// Serialises a frame (the manifest, the augmentation table) as Parquet (zstd) into memory.
+pub fn parquet_bytes(df: &DataFrame) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut df = df.clone();
     ParquetWriter::new(&mut buf)
@@ -211,7 +214,7 @@ pub fn manifest_csv(df: &DataFrame) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Reads a manifest written by [`manifest_parquet`].
+/// Reads a manifest written by [`parquet_bytes`].
 pub fn read_manifest(path: &std::path::Path) -> Result<DataFrame> {
     let f = std::fs::File::open(path)?;
     Ok(ParquetReader::new(f).finish()?)

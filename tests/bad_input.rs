@@ -30,10 +30,8 @@ fn setup(dir: &Path, metadata: &[u8], unknown: &str) -> BuildOptions {
     std::fs::write(c.join("metadata.csv"), metadata).unwrap();
     std::fs::write(dir.join("p.toml"), PIPELINE.replace("UNKNOWN", unknown)).unwrap();
     BuildOptions {
-        pipeline: dir.join("p.toml"),
-        sources: dir.join("sources"),
-        out: dir.join("out"),
         metadata_only: false,
+        ..BuildOptions::new(dir.join("p.toml"), dir.join("sources"), dir.join("out"))
     }
 }
 

@@ -142,10 +142,12 @@ fn covidx2_build(with_list: bool) -> Option<(covidx::builder::BuildOutcome, temp
         &tmp.path().join("sources"),
     );
     let outcome = build(&BuildOptions {
-        pipeline: crate_path("pipelines/covidx2.toml"),
-        sources,
-        out: tmp.path().join("out"),
         metadata_only: true,
+        ..BuildOptions::new(
+            crate_path("pipelines/covidx2.toml"),
+            sources,
+            tmp.path().join("out"),
+        )
     })
     .unwrap();
     Some((outcome, tmp))
@@ -238,10 +240,12 @@ fn a_wrong_pinned_entry_is_an_error_naming_the_line() {
     lines.push(format!("{} {} {label}", t.patient, t.image));
     std::fs::write(&list, lines.join("\n") + "\n").unwrap();
     let err = build(&BuildOptions {
-        pipeline: crate_path("pipelines/covidx2.toml"),
-        sources,
-        out: tmp.path().join("out"),
         metadata_only: true,
+        ..BuildOptions::new(
+            crate_path("pipelines/covidx2.toml"),
+            sources,
+            tmp.path().join("out"),
+        )
     })
     .unwrap_err();
     let msg = format!("{err:#}");
@@ -261,10 +265,12 @@ fn nih_seeded_split_is_patient_level_and_stratified() {
     let tmp = tempfile::tempdir().unwrap();
     let sources = layout_nih(&data, &tmp.path().join("sources"));
     let o = build(&BuildOptions {
-        pipeline: crate_path("pipelines/nih-pneumonia.toml"),
-        sources,
-        out: tmp.path().join("out"),
         metadata_only: true,
+        ..BuildOptions::new(
+            crate_path("pipelines/nih-pneumonia.toml"),
+            sources,
+            tmp.path().join("out"),
+        )
     })
     .unwrap();
     assert_eq!(o.records.len(), 112_120);

@@ -11,10 +11,15 @@ use crate::summary;
 /// Runs the build and prints its summary.
 pub fn run(args: &BuildArgs, quiet: bool) -> Result<ExitCode> {
     let outcome = build(&BuildOptions {
-        pipeline: args.pipeline.clone(),
-        sources: args.sources.clone(),
-        out: args.out.clone(),
         metadata_only: args.metadata_only,
+        images: args.images,
+        strict: args.strict,
+        progress: !quiet,
+        ..BuildOptions::new(
+            args.pipeline.clone(),
+            args.sources.clone(),
+            args.out.clone(),
+        )
     })?;
     if !quiet {
         print_report(&outcome, &args.out);
@@ -31,6 +36,31 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
         outcome.records.len()
     );
     print!("{}", summary::render(&outcome.summary));
+    if let Some(img) = &outcome.images {
+        println!();
+        for (split, entries) in &img.index.splits {
+            let samples: usize = entries.iter().map(|e| e.samples).sum();
+            println!(
+                "shards/{split}: {samples} samples of {s}x{s} in {} shards",
+                entries.len(),
+                s = img.index.size
+            );
+        }
+        println!(
+            "shards reused from an interrupted run: {}, written: {}; quarantined images: {}{}",
+            img.reused,
+            img.written,
+            img.quarantine.len(),
+            if img.quarantine.is_empty() {
+                ""
+            } else {
+                " (see quarantine.csv)"
+            }
+        );
+        for q in img.quarantine.iter().take(10) {
+            println!("  quarantined {}: {}: {}", q.path, q.reason, q.detail);
+        }
+    }
     println!(
         "\nwrote {}/splits/{{train,test}}.txt, manifest.parquet, manifest.csv, covidx.lock.json",
         out.display()

@@ -17,10 +17,8 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<ExitCode> {
     let pipeline = args.dir.join("demo.toml");
     fsutil::write_atomic(&pipeline, demo::PIPELINE.as_bytes())?;
     let outcome = build(&BuildOptions {
-        pipeline,
-        sources: sources.clone(),
-        out: out.clone(),
-        metadata_only: false,
+        progress: !quiet,
+        ..BuildOptions::new(pipeline, sources.clone(), out.clone())
     })?;
     let (_, mismatches) = lock::verify(&out.join(lock::LOCK_FILE), &sources)?;
     if !quiet {

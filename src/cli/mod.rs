@@ -2,6 +2,7 @@
 
 mod build;
 mod demo;
+mod export;
 mod verify;
 
 use std::path::PathBuf;
@@ -32,6 +33,23 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a generated miniature of the upstream layouts and build it (no downloads).
     Demo(DemoArgs),
+    /// Export a build's shards for other trainers (COVID-Net's train/ and test/ PNG folders).
+    Export(ExportArgs),
+}
+
+/// Arguments of `covidx export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Output format (only `png`: COVID-Net's folder layout).
+    #[arg(long, default_value = "png")]
+    pub format: String,
+    /// A build's output directory (with shards/ and manifest.parquet).
+    pub build: PathBuf,
+    /// Where to write train/ and test/.
+    pub dir: PathBuf,
+    /// Also export augmented copies (named `<stem>.aug<k>.png`).
+    #[arg(long)]
+    pub all_copies: bool,
 }
 
 /// Arguments of `covidx build`.
@@ -45,9 +63,15 @@ pub struct BuildArgs {
     /// Output directory.
     #[arg(long, default_value = "data/out")]
     pub out: PathBuf,
-    /// Check that image files exist, without reading them.
+    /// Check that image files exist, without reading them (skips the image stage).
     #[arg(long)]
     pub metadata_only: bool,
+    /// Run the image stage (decode, resize, augment, shards) even if the pipeline does not.
+    #[arg(long)]
+    pub images: bool,
+    /// Fail on the first bad image instead of quarantining it.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Arguments of `covidx verify`.
@@ -88,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Build(a) => build::run(a, cli.quiet),
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),
+        Command::Export(a) => export::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,

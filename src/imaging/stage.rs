@@ -1,0 +1,486 @@
+//! The image stage of a build: every train/test record decoded, cropped, resized, augmented
+//! (training records only) and written to safetensors shards, in parallel (rayon) with memory
+//! bounded by one shard, resumable shard by shard, and byte-identical for any thread count.
+//!
+//! Shard k of a split holds a fixed slice of that split's records (training records in a seeded
+//! shuffled order, test records in split order), so its bytes depend only on the inputs: a
+//! rerun keeps every shard whose file still matches the index and redoes the others.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::augment::{self, Params};
+use super::decode::{decode_file, DecodeError};
+use super::preprocess::{crop_square, resize_region};
+use crate::config::{ImagesConfig, Pipeline};
+use crate::fsutil;
+use crate::record::Record;
+use crate::shards::{self, Index, ShardData, ShardEntry};
+use crate::split::Assignment;
+
+/// How the stage reports and fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageOptions {
+    /// Fail on the first bad image instead of quarantining it.
+    pub strict: bool,
+    /// Show progress (a bar on a terminal, periodic lines otherwise).
+    pub progress: bool,
+}
+
+/// A record whose image could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// Manifest row.
+    pub record: usize,
+    /// Image path relative to `--sources`.
+    pub path: String,
+    /// Short reason (`corrupt`, `empty`, `wrong-extension`, ...).
+    pub reason: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// Sampled augmentation of one output sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Manifest row.
+    pub record: usize,
+    /// Copy index (0 = clean).
+    pub copy: u32,
+    /// Parameters used.
+    pub params: Params,
+}
+
+/// What the stage produced.
+#[derive(Debug)]
+pub struct StageOutcome {
+    /// The final shard index.
+    pub index: Index,
+    /// Bad images (also in the index, per shard).
+    pub quarantine: Vec<Quarantined>,
+    /// One row per written sample: split, shard, and its augmentation parameters.
+    pub samples: Vec<(String, String, Sample)>,
+    /// Shards reused from an earlier, interrupted run.
+    pub reused: usize,
+    /// Shards written by this run.
+    pub written: usize,
+}
+
+/// Entry of a shard in the index, with the quarantined records of its slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Progress {
+    shard: ShardEntry,
+    quarantined: Vec<Quarantined>,
+}
+
+/// Key that names a record for random draws: stable across manifest order.
+pub fn record_key(r: &Record) -> String {
+    format!("{}:{}", r.source, r.path)
+}
+
+fn rank(seed: u64, key: &str, copy: u32) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"shuffle");
+    h.update(seed.to_le_bytes());
+    h.update(key.as_bytes());
+    h.update(copy.to_le_bytes());
+    h.finalize().into()
+}
+
+type Outputs = Vec<(u32, Params, Vec<u8>)>;
+
+/// Decodes one record and produces its clean copy and `copies` augmented copies.
+pub fn process(
+    path: &Path,
+    cfg: &ImagesConfig,
+    seed: u64,
+    key: &str,
+    copies: u32,
+) -> Result<Outputs, DecodeError> {
+    let img = decode_file(path)?;
+    let mut resizer = fast_image_resize::Resizer::new();
+    let square = crop_square(img.width(), img.height(), cfg.crop_top);
+    let s = cfg.size;
+    let mut out = Vec::with_capacity(1 + copies as usize);
+    out.push((
+        0,
+        Params::IDENTITY,
+        resize_region(&mut resizer, &img, square, s),
+    ));
+    if copies > 0 {
+        // One prefiltered level at most 2S, warped straight to S (never a full-size warp).
+        let side = square.side.min(2 * s);
+        let level = if side == s {
+            out[0].2.clone()
+        } else {
+            resize_region(&mut resizer, &img, square, side)
+        };
+        let a = &cfg.augment;
+        for c in 1..=copies {
+            let p = augment::sample(a, seed, key, c);
+            out.push((
+                c,
+                p,
+                augment::warp(&level, side, s, &p, a.fill, a.fill_value),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    plain: bool,
+    total: usize,
+    done: usize,
+    last: Instant,
+    start: Instant,
+}
+
+impl Reporter {
+    fn new(total: usize, enabled: bool) -> Reporter {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = (enabled && terminal).then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} images {bar:30} {pos}/{len} {per_sec} ETA {eta}",
+                )
+                .unwrap(),
+            );
+            bar
+        });
+        Reporter {
+            bar,
+            plain: enabled && !terminal,
+            total,
+            done: 0,
+            last: Instant::now(),
+            start: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, n: usize) {
+        self.done += n;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        } else if self.plain
+            && (self.last.elapsed() > Duration::from_secs(5) || self.done == self.total)
+        {
+            let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "images: {}/{} records, {:.1} records/s",
+                self.done,
+                self.total,
+                self.done as f64 / secs
+            );
+            self.last = Instant::now();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Runs the image stage for a planned build, writing `out/shards/`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    pipeline: &Pipeline,
+    sources_dir: &Path,
+    records: &[Record],
+    assignment: &Assignment,
+    out: &Path,
+    params_hash: &str,
+    opts: StageOptions,
+) -> Result<StageOutcome> {
+    let cfg = &pipeline.images;
+    let s = cfg.size as usize;
+    let shards_dir = out.join("shards");
+    let index_path = shards_dir.join("index.json");
+    let previous = Index::read(&index_path).filter(|i| i.params == params_hash);
+    let mut index = Index {
+        format: shards::FORMAT.into(),
+        version: shards::VERSION.into(),
+        params: params_hash.to_string(),
+        size: cfg.size,
+        classes: pipeline.classes.clone(),
+        complete: false,
+        splits: Default::default(),
+    };
+    let progress_path = shards_dir.join("progress.json");
+    let mut previous_progress: std::collections::BTreeMap<String, Vec<Progress>> = previous
+        .as_ref()
+        .and_then(|_| std::fs::read(&progress_path).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut progress: std::collections::BTreeMap<String, Vec<Progress>> = Default::default();
+
+    let delay = std::env::var("COVIDX_SHARD_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0);
+    let mut train: Vec<usize> = assignment.train.clone();
+    let keys: Vec<String> = records.iter().map(record_key).collect();
+    train.sort_by_cached_key(|&i| (rank(pipeline.seed, &keys[i], u32::MAX), i));
+    let plan = [
+        ("train", train, cfg.copies),
+        ("test", assignment.test.clone(), 0),
+    ];
+    let total: usize = plan.iter().map(|(_, r, _)| r.len()).sum();
+    let mut reporter = Reporter::new(total, opts.progress);
+    let mut outcome = StageOutcome {
+        index: index.clone(),
+        quarantine: Vec::new(),
+        samples: Vec::new(),
+        reused: 0,
+        written: 0,
+    };
+
+    for (split, order, copies) in plan {
+        let per_record = 1 + copies as usize;
+        let cap = ((cfg.shard_mib << 20) as usize / (s * s) / per_record).max(1);
+        let dir = shards_dir.join(split);
+        std::fs::create_dir_all(&dir)?;
+        let old = previous_progress.remove(split).unwrap_or_default();
+        let mut entries = Vec::new();
+        for (k, chunk) in order.chunks(cap).enumerate() {
+            let file = format!("shard-{k:05}.safetensors");
+            let path = dir.join(&file);
+            let samples_of = |quarantined: &[Quarantined]| -> Vec<Sample> {
+                chunk
+                    .iter()
+                    .filter(|&&i| !quarantined.iter().any(|q| q.record == i))
+                    .flat_map(|&i| (0..=copies).map(move |c| (i, c)))
+                    .map(|(i, c)| Sample {
+                        record: i,
+                        copy: c,
+                        params: if c == 0 {
+                            Params::IDENTITY
+                        } else {
+                            augment::sample(&cfg.augment, pipeline.seed, &keys[i], c)
+                        },
+                    })
+                    .collect()
+            };
+            // Resume: keep a finished shard whose bytes still match the index.
+            if let Some(p) = old.get(k).filter(|p| {
+                p.shard.file == file
+                    && fsutil::sha256_file(&path).ok().as_deref() == Some(p.shard.sha256.as_str())
+            }) {
+                if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
+                    bail!(
+                        "{}: {}: {}; --strict stops here",
+                        q.path,
+                        q.reason,
+                        q.detail
+                    );
+                }
+                reporter.add(chunk.len());
+                outcome.reused += 1;
+                outcome.quarantine.extend(p.quarantined.iter().cloned());
+                for smp in samples_of(&p.quarantined) {
+                    outcome.samples.push((split.into(), file.clone(), smp));
+                }
+                entries.push(p.clone());
+                progress.insert(split.into(), entries.clone());
+                continue;
+            }
+
+            let results: Vec<(usize, Result<Outputs, DecodeError>)> = chunk
+                .par_iter()
+                .map(|&i| {
+                    let r = &records[i];
+                    let path = sources_dir.join(&r.path);
+                    (i, process(&path, cfg, pipeline.seed, &keys[i], copies))
+                })
+                .collect();
+            reporter.add(chunk.len());
+            let mut quarantined = Vec::new();
+            let mut samples: Vec<(usize, u32, Vec<u8>)> =
+                Vec::with_capacity(chunk.len() * per_record);
+            for (i, res) in results {
+                match res {
+                    Ok(outs) => samples.extend(outs.into_iter().map(|(c, _, px)| (i, c, px))),
+                    Err(e) => {
+                        let r = &records[i];
+                        if opts.strict {
+                            bail!("{}: {} ({}); --strict stops here", r.path, e, r.origin());
+                        }
+                        tracing::warn!("quarantined {}: {e}", r.path);
+                        quarantined.push(Quarantined {
+                            record: i,
+                            path: r.path.clone(),
+                            reason: e.reason.to_string(),
+                            detail: e.detail,
+                        });
+                    }
+                }
+            }
+            if split == "train" {
+                samples
+                    .sort_by_cached_key(|(i, c, _)| (rank(pipeline.seed, &keys[*i], *c), *i, *c));
+            }
+            let mut data = ShardData {
+                size: cfg.size,
+                images: Vec::with_capacity(samples.len() * s * s),
+                ..Default::default()
+            };
+            let mut class_counts = vec![0u64; pipeline.classes.len()];
+            for (i, c, px) in &samples {
+                let label = records[*i].label.expect("split records are labelled");
+                class_counts[label] += 1;
+                data.images.extend_from_slice(px);
+                data.labels.push(label as i64);
+                data.record.push(*i as i64);
+                data.copy.push(*c as u8);
+            }
+            drop(samples);
+            let bytes = shards::encode(&data, split, &pipeline.classes);
+            fsutil::write_atomic(&path, &bytes)?;
+            let entry = ShardEntry {
+                file: file.clone(),
+                samples: data.len(),
+                class_counts,
+                sha256: fsutil::sha256_hex(&bytes),
+            };
+            outcome.written += 1;
+            outcome.quarantine.extend(quarantined.iter().cloned());
+            for smp in samples_of(&quarantined) {
+                outcome.samples.push((split.into(), file.clone(), smp));
+            }
+            entries.push(Progress {
+                shard: entry,
+                quarantined,
+            });
+            progress.insert(split.into(), entries.clone());
+            index.splits = progress
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
+                .collect();
+            fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
+            fsutil::write_atomic(&index_path, &index.to_bytes())?;
+            if let Some(ms) = delay {
+                // Testing knob (COVIDX_SHARD_DELAY_MS): widens the window to kill a build.
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        // Shards left over from an earlier build with more shards are removed.
+        let n = entries.len();
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some(k) = name
+                .strip_prefix("shard-")
+                .and_then(|r| r.strip_suffix(".safetensors"))
+                .and_then(|k| k.parse::<usize>().ok())
+            {
+                if k >= n {
+                    std::fs::remove_file(&p)?;
+                }
+            }
+        }
+        progress.insert(split.into(), entries);
+    }
+    reporter.finish();
+    index.splits = progress
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
+        .collect();
+    index.complete = true;
+    fsutil::write_atomic(&index_path, &index.to_bytes())?;
+    outcome.quarantine.sort_by_key(|q| q.record);
+    outcome.index = index;
+    Ok(outcome)
+}
+
+/// `quarantine.csv`: record, path, reason, detail.
+pub fn quarantine_csv(q: &[Quarantined]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["record", "path", "reason", "detail"])?;
+    for e in q {
+        w.write_record([
+            e.record.to_string(),
+            e.path.clone(),
+            e.reason.clone(),
+            e.detail.clone(),
+        ])?;
+    }
+    Ok(w.into_inner()?)
+}
+
+/// `augment.parquet`: one row per sample with its split, shard and parameters, so any sample
+/// can be regenerated with [`process`].
+pub fn augment_frame(samples: &[(String, String, Sample)]) -> Result<DataFrame> {
+    let col_f = |name: &str, f: &dyn Fn(&Params) -> f32| {
+        Column::new(
+            name.into(),
+            samples
+                .iter()
+                .map(|(_, _, s)| f(&s.params))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let columns = vec![
+        Column::new(
+            "record".into(),
+            samples
+                .iter()
+                .map(|(_, _, s)| s.record as u64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "copy".into(),
+            samples.iter().map(|(_, _, s)| s.copy).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "split".into(),
+            samples
+                .iter()
+                .map(|(sp, _, _)| sp.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "shard".into(),
+            samples
+                .iter()
+                .map(|(_, f, _)| f.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        col_f("angle", &|p| p.angle),
+        col_f("tx", &|p| p.tx),
+        col_f("ty", &|p| p.ty),
+        col_f("zx", &|p| p.zx),
+        col_f("zy", &|p| p.zy),
+        Column::new(
+            "flip".into(),
+            samples
+                .iter()
+                .map(|(_, _, s)| s.params.flip)
+                .collect::<Vec<_>>(),
+        ),
+        col_f("gain", &|p| p.gain),
+        col_f("shift", &|p| p.shift),
+    ];
+    Ok(DataFrame::new(samples.len(), columns)?)
+}
+
+/// Paths (relative to the output directory) of every file the stage wrote.
+pub fn output_files(index: &Index) -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("shards/index.json")];
+    for (split, entries) in &index.splits {
+        for e in entries {
+            v.push(PathBuf::from(format!("shards/{split}/{}", e.file)));
+        }
+    }
+    v
+}
