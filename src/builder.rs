@@ -178,10 +178,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         ));
         let aug = image_stage::augment_frame(&img.samples)?;
         files.push(("augment.parquet", record::parquet_bytes(&aug)?));
-        for rel in image_stage::output_files(&img.index) {
-            let hash = fsutil::sha256_file(&opts.out.join(&rel))?;
-            outputs.insert(fsutil::rel_string(Path::new(""), &rel), hash);
+        // Shard hashes were computed while writing; only the index is read back.
+        for (split, entries) in &img.index.splits {
+            for e in entries {
+                outputs.insert(format!("shards/{split}/{}", e.file), e.sha256.clone());
+            }
         }
+        let index = fsutil::sha256_file(&opts.out.join("shards/index.json"))?;
+        outputs.insert("shards/index.json".to_string(), index);
     }
     for (rel, bytes) in &files {
         fsutil::write_atomic(&opts.out.join(rel), bytes)?;

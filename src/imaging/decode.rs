@@ -78,8 +78,29 @@ fn format_of_extension(path: &Path) -> Option<Format> {
     }
 }
 
-/// Decodes the bytes of `path` to 8-bit grayscale.
+/// Decodes the bytes of `path` to 8-bit grayscale at full resolution.
 pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage, DecodeError> {
+    decode_bytes_for(bytes, path, None)
+}
+
+/// What the consumer of a decoded image needs: after dropping the top `crop_top` fraction, the
+/// centre square must keep at least `min_side` pixels. JPEGs are then decoded with DCT scaling
+/// (1/2, 1/4 or 1/8 of the size) when that still leaves enough pixels, which skips most of the
+/// decoding work for large radiographs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeHint {
+    /// Fraction of rows the consumer drops at the top.
+    pub crop_top: f32,
+    /// Pixels the centre square must keep.
+    pub min_side: u32,
+}
+
+/// Decodes the bytes of `path` to 8-bit grayscale, reduced per `hint` where the format allows.
+pub fn decode_bytes_for(
+    bytes: &[u8],
+    path: &Path,
+    hint: Option<SizeHint>,
+) -> Result<GrayImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::new("empty", "file is empty"));
     }
@@ -94,13 +115,67 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage, DecodeError>
         }
     }
     match format {
-        Format::Png | Format::Jpeg => decode_raster(bytes, format),
+        Format::Png => decode_raster(bytes, format),
+        Format::Jpeg => decode_jpeg(bytes, hint),
         Format::Dicom => decode_dicom(bytes),
     }
 }
 
-/// Reads and decodes a file.
-pub fn decode_file(path: &Path) -> Result<GrayImage, DecodeError> {
+fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
+    let corrupt = |e: jpeg_decoder::Error| match e {
+        jpeg_decoder::Error::Unsupported(u) => DecodeError::new("unsupported", format!("{u:?}")),
+        other => DecodeError::new("corrupt", other.to_string()),
+    };
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    d.set_max_decoding_buffer_size(MAX_ALLOC as usize);
+    d.read_info().map_err(corrupt)?;
+    let info = d
+        .info()
+        .ok_or_else(|| DecodeError::new("corrupt", "no JPEG header"))?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(DecodeError::new("too-large", format!("{w}x{h}")));
+    }
+    if let Some(hint) = hint {
+        let side = w.min((h as f32 * (1.0 - hint.crop_top)) as u32).max(1);
+        if let Some(den) = [8u32, 4, 2]
+            .into_iter()
+            .find(|&den| side / den >= hint.min_side)
+        {
+            d.scale(w.div_ceil(den) as u16, h.div_ceil(den) as u16)
+                .map_err(corrupt)?;
+        }
+    }
+    let px = d.decode().map_err(corrupt)?;
+    let info = d
+        .info()
+        .ok_or_else(|| DecodeError::new("corrupt", "no JPEG header"))?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    let n = w as usize * h as usize;
+    let gray: Vec<u8> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => px,
+        jpeg_decoder::PixelFormat::L16 => px.chunks_exact(2).map(|c| c[0]).collect(),
+        jpeg_decoder::PixelFormat::RGB24 => px
+            .chunks_exact(3)
+            .map(|c| ((c[0] as u32 * 77 + c[1] as u32 * 150 + c[2] as u32 * 29 + 128) >> 8) as u8)
+            .collect(),
+        jpeg_decoder::PixelFormat::CMYK32 => px
+            .chunks_exact(4)
+            .map(|c| {
+                let k = 255 - c[3] as u32;
+                let rgb = [c[0], c[1], c[2]].map(|v| (255 - v as u32) * k / 255);
+                ((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29 + 128) >> 8) as u8
+            })
+            .collect(),
+    };
+    if gray.len() < n {
+        return Err(DecodeError::new("corrupt", "truncated JPEG data"));
+    }
+    GrayImage::from_raw(w, h, gray).ok_or_else(|| DecodeError::new("corrupt", "size mismatch"))
+}
+
+/// Reads and decodes a file (see [`decode_bytes_for`]).
+pub fn decode_file(path: &Path, hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
     let bytes = std::fs::read(path).map_err(|e| {
         let reason = if e.kind() == std::io::ErrorKind::NotFound {
             "missing"
@@ -109,7 +184,7 @@ pub fn decode_file(path: &Path) -> Result<GrayImage, DecodeError> {
         };
         DecodeError::new(reason, e.to_string())
     })?;
-    decode_bytes(&bytes, path)
+    decode_bytes_for(&bytes, path, hint)
 }
 
 fn decode_raster(bytes: &[u8], format: Format) -> Result<GrayImage, DecodeError> {

@@ -7,7 +7,7 @@
 //! rerun keeps every shard whose file still matches the index and redoes the others.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::augment::{self, Params};
-use super::decode::{decode_file, DecodeError};
+use super::decode::{decode_file, DecodeError, SizeHint};
 use super::preprocess::{crop_square, resize_region};
 use crate::config::{ImagesConfig, Pipeline};
 use crate::fsutil;
@@ -104,7 +104,12 @@ pub fn process(
     key: &str,
     copies: u32,
 ) -> Result<Outputs, DecodeError> {
-    let img = decode_file(path)?;
+    // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
+    let hint = SizeHint {
+        crop_top: cfg.crop_top,
+        min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
+    };
+    let img = decode_file(path, Some(hint))?;
     let mut resizer = fast_image_resize::Resizer::new();
     let square = crop_square(img.width(), img.height(), cfg.crop_top);
     let s = cfg.size;
@@ -345,13 +350,12 @@ pub fn run(
                 data.copy.push(*c as u8);
             }
             drop(samples);
-            let bytes = shards::encode(&data, split, &pipeline.classes);
-            fsutil::write_atomic(&path, &bytes)?;
+            let sha256 = shards::write_file(&path, &data, split, &pipeline.classes)?;
             let entry = ShardEntry {
                 file: file.clone(),
                 samples: data.len(),
                 class_counts,
-                sha256: fsutil::sha256_hex(&bytes),
+                sha256,
             };
             outcome.written += 1;
             outcome.quarantine.extend(quarantined.iter().cloned());
@@ -472,15 +476,4 @@ pub fn augment_frame(samples: &[(String, String, Sample)]) -> Result<DataFrame> 
         col_f("shift", &|p| p.shift),
     ];
     Ok(DataFrame::new(samples.len(), columns)?)
-}
-
-/// Paths (relative to the output directory) of every file the stage wrote.
-pub fn output_files(index: &Index) -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from("shards/index.json")];
-    for (split, entries) in &index.splits {
-        for e in entries {
-            v.push(PathBuf::from(format!("shards/{split}/{}", e.file)));
-        }
-    }
-    v
 }

@@ -44,8 +44,14 @@ impl ShardData {
     }
 }
 
-/// Encodes a shard as safetensors bytes with a deterministic header.
-pub fn encode(data: &ShardData, split: &str, classes: &[String]) -> Vec<u8> {
+/// Writes a shard in safetensors format with a deterministic header, streaming the tensors
+/// (no copy of the image bytes is made).
+pub fn write(
+    mut w: impl std::io::Write,
+    data: &ShardData,
+    split: &str,
+    classes: &[String],
+) -> std::io::Result<()> {
     let n = data.len();
     let s = data.size as usize;
     assert_eq!(data.images.len(), n * s * s);
@@ -79,13 +85,61 @@ pub fn encode(data: &ShardData, split: &str, classes: &[String]) -> Vec<u8> {
     while json.len() % 8 != 0 {
         json.push(b' ');
     }
-    let mut out = Vec::with_capacity(8 + json.len() + offset);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
+    w.write_all(&(json.len() as u64).to_le_bytes())?;
+    w.write_all(&json)?;
     for (_, _, _, bytes) in &tensors {
-        out.extend_from_slice(bytes);
+        w.write_all(bytes)?;
     }
+    w.flush()
+}
+
+/// Encodes a shard into memory (see [`write`]).
+pub fn encode(data: &ShardData, split: &str, classes: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.images.len() + 1024);
+    write(&mut out, data, split, classes).expect("writing to memory");
     out
+}
+
+/// Writes a shard to `path` through a temporary file and a rename, hashing while it writes;
+/// returns the SHA-256 of the file.
+pub fn write_file(
+    path: &Path,
+    data: &ShardData,
+    split: &str,
+    classes: &[String],
+) -> Result<String> {
+    use sha2::Digest;
+    struct Hashing<W> {
+        inner: W,
+        hasher: sha2::Sha256,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let tmp = crate::fsutil::temp_sibling(path);
+    let result = (|| -> std::io::Result<String> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: sha2::Sha256::new(),
+        };
+        write(&mut w, data, split, classes)?;
+        let file = w.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(hex::encode(w.hasher.finalize()))
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("writing {}: {e}", path.display())
+    })
 }
 
 /// Reads a shard (memory-mapped) back into [`ShardData`], checking names, dtypes and shapes.
