@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::tree_bytes;
 use covidx::builder::{build, BuildOptions};
 use covidx::record::Exclusion;
 
@@ -166,26 +167,6 @@ fn run_cli(args: &[&str], threads: &str) -> std::process::Output {
         .unwrap()
 }
 
-fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn outputs_are_byte_identical_for_1_and_4_threads_and_verify_catches_changes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -251,9 +232,6 @@ fn rerun_over_an_old_output_replaces_it_atomically() {
     std::fs::write(tmp.path().join("out/.manifest.csv.tmp-999"), b"partial").unwrap();
     std::fs::write(tmp.path().join("out/splits/train.txt"), b"garbage").unwrap();
     demo_build(tmp.path(), false);
-    let after: Vec<_> = tree_bytes(&tmp.path().join("out"))
-        .into_iter()
-        .filter(|(p, _)| !p.contains(".tmp-"))
-        .collect();
+    let after = tree_bytes(&tmp.path().join("out"));
     assert_eq!(before, after);
 }

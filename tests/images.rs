@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
 use covidx::builder::{build, BuildOptions};
@@ -234,24 +235,6 @@ fn resume_corpus(dir: &Path) -> PathBuf {
     dir.join("p.toml")
 }
 
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !name.contains(".tmp-") && !name.ends_with("progress.json") {
-                out.push((name, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_killed_build_resumes_to_identical_bytes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -310,7 +293,7 @@ fn a_killed_build_resumes_to_identical_bytes() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{text}"));
     assert!((1..n_shards).contains(&reused), "{text}");
-    assert_eq!(tree(&whole), tree(&killed));
+    assert_eq!(common::tree_bytes(&whole), common::tree_bytes(&killed));
 }
 
 #[test]

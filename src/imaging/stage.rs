@@ -341,15 +341,15 @@ pub fn run(
                 ..Default::default()
             };
             let mut class_counts = vec![0u64; pipeline.classes.len()];
-            for (i, c, px) in &samples {
-                let label = records[*i].label.expect("split records are labelled");
+            // Each sample's buffer is freed once copied: memory stays about one shard.
+            for (i, c, px) in samples {
+                let label = records[i].label.expect("split records are labelled");
                 class_counts[label] += 1;
-                data.images.extend_from_slice(px);
+                data.images.extend_from_slice(&px);
                 data.labels.push(label as i64);
-                data.record.push(*i as i64);
-                data.copy.push(*c as u8);
+                data.record.push(i as i64);
+                data.copy.push(c as u8);
             }
-            drop(samples);
             let sha256 = shards::write_file(&path, &data, split, &pipeline.classes)?;
             let entry = ShardEntry {
                 file: file.clone(),

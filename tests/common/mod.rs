@@ -21,3 +21,23 @@ pub fn shared_or_skip(test: &str) -> Option<PathBuf> {
     }
     d
 }
+
+/// Every file under `dir` (relative name, bytes), sorted; temporary files and the image
+/// stage's resume state (`progress.json`) are left out.
+pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.strip_prefix(dir).unwrap().display().to_string();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !name.contains(".tmp-") && !name.ends_with("progress.json") {
+                out.push((name, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
