@@ -90,11 +90,19 @@ pub fn plan(
     }
     let sources = pipeline.resolved_sources();
     let mut inputs = Default::default();
+    let t = std::time::Instant::now();
     let mut records = ingest::read_all(sources_dir, &sources, &mut inputs)?;
+    tracing::info!("ingest: {} records in {:.3?}", records.len(), t.elapsed());
+    let t = std::time::Instant::now();
     label::apply(pipeline, &sources, &mut records)?;
+    tracing::info!("label: {:.3?}", t.elapsed());
+    let t = std::time::Instant::now();
     ingest::locate(sources_dir, &sources, &mut records, check, &mut inputs);
+    tracing::info!("locate images ({check:?}): {:.3?}", t.elapsed());
+    let t = std::time::Instant::now();
     let pins = split::load_pins(sources_dir, pipeline, &sources, &mut inputs)?;
     let assignment = split::assign(pipeline, &sources, &mut records, &pins)?;
+    tracing::info!("split: {:.3?}", t.elapsed());
     Ok((records, assignment, inputs))
 }
 
@@ -152,8 +160,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     };
 
     let classes = &pipeline.classes;
+    let t = std::time::Instant::now();
     let manifest = record::manifest_frame(&records, classes)?;
     let summary = summary::summarize(&manifest, classes)?;
+    tracing::info!("manifest + summary: {:.3?}", t.elapsed());
+    let t = std::time::Instant::now();
 
     let columns = pipeline.output.columns;
     let lines = |idx: &[usize]| -> Vec<u8> {
@@ -191,6 +202,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         fsutil::write_atomic(&opts.out.join(rel), bytes)?;
         outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
     }
+    tracing::info!("outputs written: {:.3?}", t.elapsed());
     let lock = Lock {
         format: FORMAT.to_string(),
         tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),

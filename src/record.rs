@@ -193,12 +193,12 @@ pub fn manifest_frame(records: &[Record], classes: &[String]) -> Result<DataFram
     Ok(DataFrame::new(n, columns)?)
 }
 
-/// Serialises a frame (the manifest, the augmentation table) as Parquet (zstd) into memory.
+/// Serialises a frame (the manifest, the augmentation table) as Parquet (snappy) into memory.
 pub fn parquet_bytes(df: &DataFrame) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut df = df.clone();
     ParquetWriter::new(&mut buf)
-        .with_compression(ParquetCompression::Zstd(None))
+        .with_compression(ParquetCompression::Snappy)
         .set_parallel(false)
         .finish(&mut df)?;
     Ok(buf)

@@ -3,7 +3,9 @@
 //! patient-level (a patient's records all go to one side) and checked: no patient is ever in
 //! both splits.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -46,7 +48,7 @@ pub fn load_pins(
 ) -> Result<Pins> {
     let mut pins = Pins::default();
     for src in sources {
-        let mut map = HashMap::new();
+        let mut map = HashMap::default();
         for (class, ids) in &src.config.test_patients {
             for id in ids {
                 map.insert(id.clone(), class.clone());
@@ -187,7 +189,7 @@ pub fn assign(
     let order = pipeline_order(pipeline, sources, records);
 
     // 1. Duplicates: same source, patient and image as an earlier record in pipeline order.
-    let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut seen: HashMap<(String, String, String), usize> = HashMap::default();
     let mut kept = Vec::with_capacity(order.len());
     for &i in &order {
         let r = &records[i];
@@ -207,7 +209,7 @@ pub fn assign(
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    let mut test_keys: HashSet<String> = HashSet::new();
+    let mut test_keys: HashSet<String> = HashSet::default();
     for &i in &kept {
         let r = &records[i];
         if let Some(map) = pins.test_patients.get(src_index[r.source.as_str()]) {
@@ -288,7 +290,7 @@ fn apply_test_list(
     file: &str,
     entries: &[PinnedEntry],
 ) -> Result<Vec<usize>> {
-    let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::default();
     for (i, r) in records.iter().enumerate() {
         by_name
             .entry((r.patient.clone(), r.split_image()))
@@ -297,7 +299,7 @@ fn apply_test_list(
     }
     let kept: HashSet<usize> = kept.iter().copied().collect();
     let mut chosen = Vec::with_capacity(entries.len());
-    let mut taken = HashSet::new();
+    let mut taken = HashSet::default();
     let mut problems = Vec::new();
     for e in entries {
         let at = format!("{file}:{}: `{} {} {}`", e.line, e.patient, e.image, e.label);

@@ -131,8 +131,7 @@ pub fn write_file(
             hasher: sha2::Sha256::new(),
         };
         write(&mut w, data, split, classes)?;
-        let file = w.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        w.inner.into_inner().map_err(|e| e.into_error())?;
         std::fs::rename(&tmp, path)?;
         Ok(hex::encode(w.hasher.finalize()))
     })();

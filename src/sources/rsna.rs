@@ -7,7 +7,7 @@
 //! labels file gets its `Target` (`0`/`1`). Contradictions between or within the files become a
 //! `conflicting-labels` exclusion naming both files, lines and fields.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use anyhow::Result;
 
@@ -36,7 +36,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let labels = Table::load(ctx.root, &labels_file, src.encoding, b',', ctx.inputs)?;
 
     let mut order: Vec<String> = Vec::new();
-    let mut patients: HashMap<String, Patient> = HashMap::new();
+    let mut patients: HashMap<String, Patient> = HashMap::default();
     let mut malformed = Vec::new();
 
     for (table, field, is_class) in [(&classes, "class", true), (&labels, "Target", false)] {
