@@ -152,50 +152,71 @@ pub fn warp(
 ) -> Vec<u8> {
     let n = src_side as usize;
     assert_eq!(src.len(), n * n);
+    let o = out as usize;
     let s = out as f32;
     let scale = src_side as f32 / s;
     let c = s / 2.0;
     let (sin, cos) = p.angle.to_radians().sin_cos();
     // dst = R Z (src - c) + c + t  (image coordinates, y down, positive angle counter-clockwise
-    // as displayed) => src = Z^-1 R^T (dst - c - t) + c.
+    // as displayed, R = [[cos, sin], [-sin, cos]]) => src = Z^-1 R^T (dst - c - t) + c,
+    // then scaled to the source level. Source coordinates are affine in the output column.
     let (tx, ty) = (p.tx * s, p.ty * s);
-    // R for a counter-clockwise display rotation with y down: [[cos, sin], [-sin, cos]].
-    let inv = [[cos / p.zx, -sin / p.zx], [sin / p.zy, cos / p.zy]];
+    let (a00, a01) = (cos / p.zx * scale, -sin / p.zx * scale);
+    let (a10, a11) = (sin / p.zy * scale, cos / p.zy * scale);
     let max = (n - 1) as f32;
-    let mut dst = vec![0u8; out as usize * out as usize];
-    for v in 0..out as usize {
+    // Brightness and shift as one affine map on the interpolated value, in 1/256 units.
+    let gain = p.gain;
+    let shift = p.shift + 0.5; // + 0.5: the final truncation rounds half up
+    let mut dst = vec![fill_value; o * o];
+    for (v, row) in dst.chunks_exact_mut(o).enumerate() {
         let dy = v as f32 + 0.5 - c - ty;
-        for u in 0..out as usize {
-            let uu = if p.flip { out as usize - 1 - u } else { u };
-            let dx = uu as f32 + 0.5 - c - tx;
-            let sx = (inv[0][0] * dx + inv[0][1] * dy + c) * scale - 0.5;
-            let sy = (inv[1][0] * dx + inv[1][1] * dy + c) * scale - 0.5;
-            let value = if sx < -0.5 || sy < -0.5 || sx > max + 0.5 || sy > max + 0.5 {
-                match fill {
-                    Fill::Constant => {
-                        dst[v * out as usize + u] = fill_value;
-                        continue;
-                    }
-                    Fill::Edge => bilinear(src, n, sx.clamp(0.0, max), sy.clamp(0.0, max)),
-                }
-            } else {
-                bilinear(src, n, sx.clamp(0.0, max), sy.clamp(0.0, max))
-            };
-            dst[v * out as usize + u] = (value * p.gain + p.shift).round().clamp(0.0, 255.0) as u8;
+        // Column u samples output column uu = u (or o-1-u when flipped): sx = bx + ax * uu.
+        let mut bx = a00 * (0.5 - c - tx) + a01 * dy + c * scale - 0.5;
+        let mut by = a10 * (0.5 - c - tx) + a11 * dy + c * scale - 0.5;
+        let (mut ax, mut ay) = (a00, a10);
+        if p.flip {
+            bx += ax * (o - 1) as f32;
+            by += ay * (o - 1) as f32;
+            ax = -ax;
+            ay = -ay;
+        }
+        for (u, px) in row.iter_mut().enumerate() {
+            let sx = bx + ax * u as f32;
+            let sy = by + ay * u as f32;
+            let inside = sx >= -0.5 && sy >= -0.5 && sx <= max + 0.5 && sy <= max + 0.5;
+            if !inside && fill == Fill::Constant {
+                continue;
+            }
+            let value = bilinear(src, n, sx.clamp(0.0, max), sy.clamp(0.0, max));
+            *px = (value * gain + shift).clamp(0.0, 255.0) as u8;
         }
     }
     dst
 }
 
-#[inline]
+/// Bilinear sample at (x, y), both already clamped to [0, n-1], with 8-bit fixed-point
+/// weights (as OpenCV's warpAffine uses).
+#[inline(always)]
 fn bilinear(src: &[u8], n: usize, x: f32, y: f32) -> f32 {
-    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-    let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let at = |xx: usize, yy: usize| src[yy * n + xx] as f32;
-    let top = at(x0, y0) + (at(x1, y0) - at(x0, y0)) * fx;
-    let bottom = at(x0, y1) + (at(x1, y1) - at(x0, y1)) * fx;
-    top + (bottom - top) * fy
+    let (x0, y0) = (x as usize, y as usize);
+    let x1 = (x0 + 1).min(n - 1);
+    let y1 = (y0 + 1).min(n - 1);
+    let fx = ((x - x0 as f32) * 256.0) as u32;
+    let fy = ((y - y0 as f32) * 256.0) as u32;
+    debug_assert!(y1 * n + x1 < src.len());
+    // SAFETY: x0, x1, y0, y1 are all <= n - 1 (clamped above), and src holds n * n bytes
+    // (asserted by the caller).
+    let (a, b, c, d) = unsafe {
+        (
+            *src.get_unchecked(y0 * n + x0) as u32,
+            *src.get_unchecked(y0 * n + x1) as u32,
+            *src.get_unchecked(y1 * n + x0) as u32,
+            *src.get_unchecked(y1 * n + x1) as u32,
+        )
+    };
+    let top = a * (256 - fx) + b * fx;
+    let bottom = c * (256 - fx) + d * fx;
+    (top * (256 - fy) + bottom * fy) as f32 * (1.0 / 65536.0)
 }
 
 #[cfg(test)]

@@ -114,28 +114,36 @@ pub fn process(
     let square = crop_square(img.width(), img.height(), cfg.crop_top);
     let s = cfg.size;
     let mut out = Vec::with_capacity(1 + copies as usize);
-    out.push((
-        0,
-        Params::IDENTITY,
-        resize_region(&mut resizer, &img, square, s),
-    ));
-    if copies > 0 {
-        // One prefiltered level at most 2S, warped straight to S (never a full-size warp).
-        let side = square.side.min(2 * s);
-        let level = if side == s {
-            out[0].2.clone()
-        } else {
-            resize_region(&mut resizer, &img, square, side)
-        };
-        let a = &cfg.augment;
-        for c in 1..=copies {
-            let p = augment::sample(a, seed, key, c);
-            out.push((
-                c,
-                p,
-                augment::warp(&level, side, s, &p, a.fill, a.fill_value),
-            ));
-        }
+    if copies == 0 {
+        out.push((
+            0,
+            Params::IDENTITY,
+            resize_region(&mut resizer, &img, square, s),
+        ));
+        return Ok(out);
+    }
+    // One prefiltered level of at most 2S: the clean copy is resized from it, and every
+    // augmented copy is one warp from it straight to S (never a full-size warp).
+    let side = square.side.min(2 * s);
+    let level = resize_region(&mut resizer, &img, square, side);
+    drop(img);
+    let clean = if side == s {
+        level.clone()
+    } else {
+        let level_img =
+            image::GrayImage::from_raw(side, side, level.clone()).expect("square level");
+        let whole = super::preprocess::Square { x: 0, y: 0, side };
+        resize_region(&mut resizer, &level_img, whole, s)
+    };
+    out.push((0, Params::IDENTITY, clean));
+    let a = &cfg.augment;
+    for c in 1..=copies {
+        let p = augment::sample(a, seed, key, c);
+        out.push((
+            c,
+            p,
+            augment::warp(&level, side, s, &p, a.fill, a.fill_value),
+        ));
     }
     Ok(out)
 }
