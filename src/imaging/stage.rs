@@ -309,6 +309,7 @@ pub fn run(
                 continue;
             }
 
+            let t = Instant::now();
             let results: Vec<(usize, Result<Outputs, DecodeError>)> = chunk
                 .par_iter()
                 .map(|&i| {
@@ -318,6 +319,12 @@ pub fn run(
                 })
                 .collect();
             reporter.add(chunk.len());
+            tracing::info!(
+                "{split} shard {k}: {} records decoded in {:.3?}",
+                chunk.len(),
+                t.elapsed()
+            );
+            let t = Instant::now();
             let mut quarantined = Vec::new();
             let mut samples: Vec<(usize, u32, Vec<u8>)> =
                 Vec::with_capacity(chunk.len() * per_record);
@@ -359,6 +366,10 @@ pub fn run(
                 data.copy.push(c as u8);
             }
             let sha256 = shards::write_file(&path, &data, split, &pipeline.classes)?;
+            tracing::info!(
+                "{split} shard {k}: assembled and written in {:.3?}",
+                t.elapsed()
+            );
             let entry = ShardEntry {
                 file: file.clone(),
                 samples: data.len(),
