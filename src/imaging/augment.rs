@@ -163,10 +163,13 @@ pub fn warp(
     let (tx, ty) = (p.tx * s, p.ty * s);
     let (a00, a01) = (cos / p.zx * scale, -sin / p.zx * scale);
     let (a10, a11) = (sin / p.zy * scale, cos / p.zy * scale);
-    let max = (n - 1) as f32;
-    // Brightness and shift as one affine map on the interpolated value, in 1/256 units.
-    let gain = p.gain;
-    let shift = p.shift + 0.5; // + 0.5: the final truncation rounds half up
+    // Fixed point, 16 fractional bits: coordinates are affine in the column, so each pixel
+    // costs integer adds and one 4-tap blend; only pixels near or past the border take the
+    // clamped (or filled) path.
+    const ONE: f32 = 65536.0;
+    let last = n as i32 - 1;
+    let inner = (n as i64 - 1) << 16; // x0 < n - 1 (so x0 + 1 exists) when X < inner
+    let (gain, shift) = (p.gain / 65536.0, p.shift + 0.5); // + 0.5: truncation rounds half up
     let mut dst = vec![fill_value; o * o];
     for (v, row) in dst.chunks_exact_mut(o).enumerate() {
         let dy = v as f32 + 0.5 - c - ty;
@@ -180,43 +183,48 @@ pub fn warp(
             ax = -ax;
             ay = -ay;
         }
+        let (bx, by) = ((bx * ONE).round() as i64, (by * ONE).round() as i64);
+        let (ax, ay) = ((ax * ONE).round() as i64, (ay * ONE).round() as i64);
         for (u, px) in row.iter_mut().enumerate() {
-            let sx = bx + ax * u as f32;
-            let sy = by + ay * u as f32;
-            let inside = sx >= -0.5 && sy >= -0.5 && sx <= max + 0.5 && sy <= max + 0.5;
-            if !inside && fill == Fill::Constant {
-                continue;
-            }
-            let value = bilinear(src, n, sx.clamp(0.0, max), sy.clamp(0.0, max));
-            *px = (value * gain + shift).clamp(0.0, 255.0) as u8;
+            let x = bx + ax * u as i64;
+            let y = by + ay * u as i64;
+            let value = if x >= 0 && y >= 0 && x < inner && y < inner {
+                let (x0, y0) = ((x >> 16) as usize, (y >> 16) as usize);
+                let (fx, fy) = (((x >> 8) & 255) as u32, ((y >> 8) & 255) as u32);
+                let i = y0 * n + x0;
+                // SAFETY: 0 <= x0, y0 < n - 1, so i + n + 1 < n * n = src.len() (asserted above).
+                let (a, b, c2, d) = unsafe {
+                    (
+                        *src.get_unchecked(i) as u32,
+                        *src.get_unchecked(i + 1) as u32,
+                        *src.get_unchecked(i + n) as u32,
+                        *src.get_unchecked(i + n + 1) as u32,
+                    )
+                };
+                let top = a * (256 - fx) + b * fx;
+                let bottom = c2 * (256 - fx) + d * fx;
+                top * (256 - fy) + bottom * fy
+            } else {
+                // Within half a pixel of the border: clamp (edge behaviour); beyond it: fill.
+                let half = 1i64 << 15;
+                let outside = x < -half || y < -half || x > inner + half || y > inner + half;
+                if outside && fill == Fill::Constant {
+                    continue;
+                }
+                let cx = x.clamp(0, (last as i64) << 16);
+                let cy = y.clamp(0, (last as i64) << 16);
+                let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
+                let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
+                let (fx, fy) = (((cx >> 8) & 255) as u32, ((cy >> 8) & 255) as u32);
+                let at = |xx: usize, yy: usize| src[yy * n + xx] as u32;
+                let top = at(x0, y0) * (256 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (256 - fx) + at(x1, y1) * fx;
+                top * (256 - fy) + bottom * fy
+            };
+            *px = (value as f32 * gain + shift).clamp(0.0, 255.0) as u8;
         }
     }
     dst
-}
-
-/// Bilinear sample at (x, y), both already clamped to [0, n-1], with 8-bit fixed-point
-/// weights (as OpenCV's warpAffine uses).
-#[inline(always)]
-fn bilinear(src: &[u8], n: usize, x: f32, y: f32) -> f32 {
-    let (x0, y0) = (x as usize, y as usize);
-    let x1 = (x0 + 1).min(n - 1);
-    let y1 = (y0 + 1).min(n - 1);
-    let fx = ((x - x0 as f32) * 256.0) as u32;
-    let fy = ((y - y0 as f32) * 256.0) as u32;
-    debug_assert!(y1 * n + x1 < src.len());
-    // SAFETY: x0, x1, y0, y1 are all <= n - 1 (clamped above), and src holds n * n bytes
-    // (asserted by the caller).
-    let (a, b, c, d) = unsafe {
-        (
-            *src.get_unchecked(y0 * n + x0) as u32,
-            *src.get_unchecked(y0 * n + x1) as u32,
-            *src.get_unchecked(y1 * n + x0) as u32,
-            *src.get_unchecked(y1 * n + x1) as u32,
-        )
-    };
-    let top = a * (256 - fx) + b * fx;
-    let bottom = c * (256 - fx) + d * fx;
-    (top * (256 - fy) + bottom * fy) as f32 * (1.0 / 65536.0)
 }
 
 #[cfg(test)]

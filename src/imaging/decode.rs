@@ -1,6 +1,7 @@
 //! Decoding PNG, JPEG and DICOM to 8-bit grayscale, with limits against decompression bombs.
 //!
-//! The format is taken from the file's content, and a content that does not match the
+//! PNG through the png crate and JPEG through jpeg-decoder (with DCT scaling), both turned
+//! to gray with integer BT.601 weights. The format is taken from the file's content, and a content that does not match the
 //! extension is an error (`wrong-extension`), as is an empty, truncated or corrupt file.
 //! DICOM: native (explicit/implicit little endian, big endian), RLE and JPEG
 //! (baseline/extended/lossless) transfer syntaxes through dicom-pixeldata; rescale
@@ -10,7 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
-use image::{GrayImage, ImageReader, Limits};
+use image::GrayImage;
 
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -115,10 +116,71 @@ pub fn decode_bytes_for(
         }
     }
     match format {
-        Format::Png => decode_raster(bytes, format),
+        Format::Png => decode_png(bytes),
         Format::Jpeg => decode_jpeg(bytes, hint),
         Format::Dicom => decode_dicom(bytes),
     }
+}
+
+/// ITU-R BT.601 luma in 8-bit fixed point (the weights OpenCV uses for RGB -> gray).
+#[inline]
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 77 + g as u32 * 150 + b as u32 * 29 + 128) >> 8) as u8
+}
+
+fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
+    use png::{BitDepth, ColorType, Transformations};
+    let corrupt = |e: png::DecodingError| match e {
+        png::DecodingError::LimitsExceeded => DecodeError::new("too-large", e.to_string()),
+        other => DecodeError::new("corrupt", other.to_string()),
+    };
+    let limits = png::Limits {
+        bytes: MAX_ALLOC as usize,
+    };
+    let mut d = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    // Palette and low bit depths expand to 8 bits, 16-bit samples keep their high byte.
+    d.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
+    let mut reader = d.read_info().map_err(corrupt)?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(DecodeError::new("too-large", format!("{w}x{h}")));
+    }
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
+    let mut buf = vec![0u8; size];
+    let info = reader.next_frame(&mut buf).map_err(corrupt)?;
+    let (color, depth) = (info.color_type, info.bit_depth);
+    if depth != BitDepth::Eight {
+        return Err(DecodeError::new(
+            "unsupported",
+            format!("PNG output depth {depth:?}"),
+        ));
+    }
+    let n = w as usize * h as usize;
+    let line = info.line_size;
+    let channels = match color {
+        ColorType::Grayscale => 1,
+        ColorType::GrayscaleAlpha => 2,
+        ColorType::Rgb => 3,
+        ColorType::Rgba => 4,
+        ColorType::Indexed => {
+            return Err(DecodeError::new(
+                "unsupported",
+                "palette PNG was not expanded",
+            ))
+        }
+    };
+    let mut gray = Vec::with_capacity(n);
+    for row in buf.chunks_exact(line).take(h as usize) {
+        let row = &row[..w as usize * channels];
+        match channels {
+            1 => gray.extend_from_slice(row),
+            2 => gray.extend(row.chunks_exact(2).map(|p| p[0])),
+            _ => gray.extend(row.chunks_exact(channels).map(|p| luma(p[0], p[1], p[2]))),
+        }
+    }
+    GrayImage::from_raw(w, h, gray).ok_or_else(|| DecodeError::new("corrupt", "truncated PNG data"))
 }
 
 fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
@@ -155,16 +217,15 @@ fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, Decode
     let gray: Vec<u8> = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => px,
         jpeg_decoder::PixelFormat::L16 => px.chunks_exact(2).map(|c| c[0]).collect(),
-        jpeg_decoder::PixelFormat::RGB24 => px
-            .chunks_exact(3)
-            .map(|c| ((c[0] as u32 * 77 + c[1] as u32 * 150 + c[2] as u32 * 29 + 128) >> 8) as u8)
-            .collect(),
+        jpeg_decoder::PixelFormat::RGB24 => {
+            px.chunks_exact(3).map(|c| luma(c[0], c[1], c[2])).collect()
+        }
         jpeg_decoder::PixelFormat::CMYK32 => px
             .chunks_exact(4)
             .map(|c| {
                 let k = 255 - c[3] as u32;
-                let rgb = [c[0], c[1], c[2]].map(|v| (255 - v as u32) * k / 255);
-                ((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29 + 128) >> 8) as u8
+                let [r, g, b] = [c[0], c[1], c[2]].map(|v| ((255 - v as u32) * k / 255) as u8);
+                luma(r, g, b)
             })
             .collect(),
     };
@@ -185,25 +246,6 @@ pub fn decode_file(path: &Path, hint: Option<SizeHint>) -> Result<GrayImage, Dec
         DecodeError::new(reason, e.to_string())
     })?;
     decode_bytes_for(&bytes, path, hint)
-}
-
-fn decode_raster(bytes: &[u8], format: Format) -> Result<GrayImage, DecodeError> {
-    let mut reader = ImageReader::new(Cursor::new(bytes));
-    reader.set_format(match format {
-        Format::Png => image::ImageFormat::Png,
-        _ => image::ImageFormat::Jpeg,
-    });
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(l) => DecodeError::new("too-large", l.to_string()),
-        image::ImageError::Unsupported(u) => DecodeError::new("unsupported", u.to_string()),
-        other => DecodeError::new("corrupt", other.to_string()),
-    })?;
-    Ok(img.into_luma8())
 }
 
 /// Raw stored pixel values of a DICOM's first frame (no rescale, no window), row-major, with

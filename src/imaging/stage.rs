@@ -73,6 +73,17 @@ pub struct StageOutcome {
     pub written: usize,
 }
 
+/// A shard being written on its own thread, with what its index entry needs.
+struct Pending {
+    k: usize,
+    t: Instant,
+    file: String,
+    n: usize,
+    class_counts: Vec<u64>,
+    quarantined: Vec<Quarantined>,
+    samples: Vec<Sample>,
+}
+
 /// Entry of a shard in the index, with the quarantined records of its slice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Progress {
@@ -266,137 +277,167 @@ pub fn run(
         std::fs::create_dir_all(&dir)?;
         let old = previous_progress.remove(split).unwrap_or_default();
         let mut entries = Vec::new();
-        for (k, chunk) in order.chunks(cap).enumerate() {
-            let file = format!("shard-{k:05}.safetensors");
-            let path = dir.join(&file);
-            let samples_of = |quarantined: &[Quarantined]| -> Vec<Sample> {
-                chunk
-                    .iter()
-                    .filter(|&&i| !quarantined.iter().any(|q| q.record == i))
-                    .flat_map(|&i| (0..=copies).map(move |c| (i, c)))
-                    .map(|(i, c)| Sample {
-                        record: i,
-                        copy: c,
-                        params: if c == 0 {
-                            Params::IDENTITY
-                        } else {
-                            augment::sample(&cfg.augment, pipeline.seed, &keys[i], c)
+        // Shard k is written on its own thread while shard k+1 decodes (two shards in memory
+        // at most); entries are recorded strictly in order.
+        std::thread::scope(|scope| -> Result<()> {
+            let mut pending: Option<(std::thread::ScopedJoinHandle<'_, Result<String>>, Pending)> =
+                None;
+            macro_rules! finish_pending {
+            () => {
+                if let Some((handle, p)) = pending.take() {
+                    let sha256 = handle.join().expect("shard writer panicked")?;
+                    tracing::info!("{split} shard {}: written {:.3?} after decoding", p.k, p.t.elapsed());
+                    outcome.written += 1;
+                    outcome.quarantine.extend(p.quarantined.iter().cloned());
+                    for smp in p.samples {
+                        outcome.samples.push((split.into(), p.file.clone(), smp));
+                    }
+                    entries.push(Progress {
+                        shard: ShardEntry {
+                            file: p.file,
+                            samples: p.n,
+                            class_counts: p.class_counts,
+                            sha256,
                         },
-                    })
-                    .collect()
-            };
-            // Resume: keep a finished shard whose bytes still match the index.
-            if let Some(p) = old.get(k).filter(|p| {
-                p.shard.file == file
-                    && fsutil::sha256_file(&path).ok().as_deref() == Some(p.shard.sha256.as_str())
-            }) {
-                if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
-                    bail!(
-                        "{}: {}: {}; --strict stops here",
-                        q.path,
-                        q.reason,
-                        q.detail
-                    );
-                }
-                reporter.add(chunk.len());
-                outcome.reused += 1;
-                outcome.quarantine.extend(p.quarantined.iter().cloned());
-                for smp in samples_of(&p.quarantined) {
-                    outcome.samples.push((split.into(), file.clone(), smp));
-                }
-                entries.push(p.clone());
-                progress.insert(split.into(), entries.clone());
-                continue;
-            }
-
-            let t = Instant::now();
-            let results: Vec<(usize, Result<Outputs, DecodeError>)> = chunk
-                .par_iter()
-                .map(|&i| {
-                    let r = &records[i];
-                    let path = sources_dir.join(&r.path);
-                    (i, process(&path, cfg, pipeline.seed, &keys[i], copies))
-                })
-                .collect();
-            reporter.add(chunk.len());
-            tracing::info!(
-                "{split} shard {k}: {} records decoded in {:.3?}",
-                chunk.len(),
-                t.elapsed()
-            );
-            let t = Instant::now();
-            let mut quarantined = Vec::new();
-            let mut samples: Vec<(usize, u32, Vec<u8>)> =
-                Vec::with_capacity(chunk.len() * per_record);
-            for (i, res) in results {
-                match res {
-                    Ok(outs) => samples.extend(outs.into_iter().map(|(c, _, px)| (i, c, px))),
-                    Err(e) => {
-                        let r = &records[i];
-                        if opts.strict {
-                            bail!("{}: {} ({}); --strict stops here", r.path, e, r.origin());
-                        }
-                        tracing::warn!("quarantined {}: {e}", r.path);
-                        quarantined.push(Quarantined {
-                            record: i,
-                            path: r.path.clone(),
-                            reason: e.reason.to_string(),
-                            detail: e.detail,
-                        });
+                        quarantined: p.quarantined,
+                    });
+                    progress.insert(split.into(), entries.clone());
+                    index.splits = progress
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
+                        .collect();
+                    fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
+                    fsutil::write_atomic(&index_path, &index.to_bytes())?;
+                    if let Some(ms) = delay {
+                        // Testing knob (COVIDX_SHARD_DELAY_MS): widens the window to kill a build.
+                        std::thread::sleep(Duration::from_millis(ms));
                     }
                 }
-            }
-            if split == "train" {
-                samples
-                    .sort_by_cached_key(|(i, c, _)| (rank(pipeline.seed, &keys[*i], *c), *i, *c));
-            }
-            let mut data = ShardData {
-                size: cfg.size,
-                images: Vec::with_capacity(samples.len() * s * s),
-                ..Default::default()
             };
-            let mut class_counts = vec![0u64; pipeline.classes.len()];
-            // Each sample's buffer is freed once copied: memory stays about one shard.
-            for (i, c, px) in samples {
-                let label = records[i].label.expect("split records are labelled");
-                class_counts[label] += 1;
-                data.images.extend_from_slice(&px);
-                data.labels.push(label as i64);
-                data.record.push(i as i64);
-                data.copy.push(c as u8);
-            }
-            let sha256 = shards::write_file(&path, &data, split, &pipeline.classes)?;
-            tracing::info!(
-                "{split} shard {k}: assembled and written in {:.3?}",
-                t.elapsed()
-            );
-            let entry = ShardEntry {
-                file: file.clone(),
-                samples: data.len(),
-                class_counts,
-                sha256,
-            };
-            outcome.written += 1;
-            outcome.quarantine.extend(quarantined.iter().cloned());
-            for smp in samples_of(&quarantined) {
-                outcome.samples.push((split.into(), file.clone(), smp));
-            }
-            entries.push(Progress {
-                shard: entry,
-                quarantined,
-            });
-            progress.insert(split.into(), entries.clone());
-            index.splits = progress
-                .iter()
-                .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
-                .collect();
-            fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
-            fsutil::write_atomic(&index_path, &index.to_bytes())?;
-            if let Some(ms) = delay {
-                // Testing knob (COVIDX_SHARD_DELAY_MS): widens the window to kill a build.
-                std::thread::sleep(Duration::from_millis(ms));
-            }
         }
+            for (k, chunk) in order.chunks(cap).enumerate() {
+                let file = format!("shard-{k:05}.safetensors");
+                let path = dir.join(&file);
+                let samples_of = |quarantined: &[Quarantined]| -> Vec<Sample> {
+                    chunk
+                        .iter()
+                        .filter(|&&i| !quarantined.iter().any(|q| q.record == i))
+                        .flat_map(|&i| (0..=copies).map(move |c| (i, c)))
+                        .map(|(i, c)| Sample {
+                            record: i,
+                            copy: c,
+                            params: if c == 0 {
+                                Params::IDENTITY
+                            } else {
+                                augment::sample(&cfg.augment, pipeline.seed, &keys[i], c)
+                            },
+                        })
+                        .collect()
+                };
+                // Resume: keep a finished shard whose bytes still match the index.
+                if let Some(p) = old.get(k).filter(|p| {
+                    p.shard.file == file
+                        && fsutil::sha256_file(&path).ok().as_deref()
+                            == Some(p.shard.sha256.as_str())
+                }) {
+                    if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
+                        bail!(
+                            "{}: {}: {}; --strict stops here",
+                            q.path,
+                            q.reason,
+                            q.detail
+                        );
+                    }
+                    finish_pending!();
+                    reporter.add(chunk.len());
+                    outcome.reused += 1;
+                    outcome.quarantine.extend(p.quarantined.iter().cloned());
+                    for smp in samples_of(&p.quarantined) {
+                        outcome.samples.push((split.into(), file.clone(), smp));
+                    }
+                    entries.push(p.clone());
+                    progress.insert(split.into(), entries.clone());
+                    continue;
+                }
+
+                let t = Instant::now();
+                let results: Vec<(usize, Result<Outputs, DecodeError>)> = chunk
+                    .par_iter()
+                    .map(|&i| {
+                        let r = &records[i];
+                        let path = sources_dir.join(&r.path);
+                        (i, process(&path, cfg, pipeline.seed, &keys[i], copies))
+                    })
+                    .collect();
+                reporter.add(chunk.len());
+                tracing::info!(
+                    "{split} shard {k}: {} records decoded in {:.3?}",
+                    chunk.len(),
+                    t.elapsed()
+                );
+                let t = Instant::now();
+                let mut quarantined = Vec::new();
+                let mut samples: Vec<(usize, u32, Vec<u8>)> =
+                    Vec::with_capacity(chunk.len() * per_record);
+                for (i, res) in results {
+                    match res {
+                        Ok(outs) => samples.extend(outs.into_iter().map(|(c, _, px)| (i, c, px))),
+                        Err(e) => {
+                            let r = &records[i];
+                            if opts.strict {
+                                bail!("{}: {} ({}); --strict stops here", r.path, e, r.origin());
+                            }
+                            tracing::warn!("quarantined {}: {e}", r.path);
+                            quarantined.push(Quarantined {
+                                record: i,
+                                path: r.path.clone(),
+                                reason: e.reason.to_string(),
+                                detail: e.detail,
+                            });
+                        }
+                    }
+                }
+                if split == "train" {
+                    samples.sort_by_cached_key(|(i, c, _)| {
+                        (rank(pipeline.seed, &keys[*i], *c), *i, *c)
+                    });
+                }
+                let mut data = ShardData {
+                    size: cfg.size,
+                    images: Vec::with_capacity(samples.len() * s * s),
+                    ..Default::default()
+                };
+                let mut class_counts = vec![0u64; pipeline.classes.len()];
+                // Each sample's buffer is freed once copied: memory stays about one shard.
+                for (i, c, px) in samples {
+                    let label = records[i].label.expect("split records are labelled");
+                    class_counts[label] += 1;
+                    data.images.extend_from_slice(&px);
+                    data.labels.push(label as i64);
+                    data.record.push(i as i64);
+                    data.copy.push(c as u8);
+                }
+                let samples = samples_of(&quarantined);
+                finish_pending!();
+                let classes = &pipeline.classes;
+                let n = data.len();
+                let handle = scope.spawn(move || shards::write_file(&path, &data, split, classes));
+                pending = Some((
+                    handle,
+                    Pending {
+                        k,
+                        t,
+                        file,
+                        n,
+                        class_counts,
+                        quarantined,
+                        samples,
+                    },
+                ));
+            }
+            finish_pending!();
+            Ok(())
+        })?;
         // Shards left over from an earlier build with more shards are removed.
         let n = entries.len();
         for e in std::fs::read_dir(&dir)? {
