@@ -124,20 +124,15 @@ copies = 1
 fn bad_corpus(dir: &Path) -> BuildOptions {
     let g = dir.join("sources/g/images");
     std::fs::create_dir_all(&g).unwrap();
-    let good = {
+    let encoded = |seed: u32, format: image::ImageFormat| {
         let mut b = std::io::Cursor::new(Vec::new());
-        covidx::demo::synthetic_xray(1)
-            .write_to(&mut b, image::ImageFormat::Png)
+        covidx::demo::synthetic_xray(seed)
+            .write_to(&mut b, format)
             .unwrap();
         b.into_inner()
     };
-    let jpeg = {
-        let mut b = std::io::Cursor::new(Vec::new());
-        covidx::demo::synthetic_xray(2)
-            .write_to(&mut b, image::ImageFormat::Jpeg)
-            .unwrap();
-        b.into_inner()
-    };
+    let good = encoded(1, image::ImageFormat::Png);
+    let jpeg = encoded(2, image::ImageFormat::Jpeg);
     std::fs::write(g.join("good.png"), &good).unwrap();
     std::fs::write(g.join("empty.png"), b"").unwrap();
     std::fs::write(g.join("truncated.png"), &good[..good.len() / 2]).unwrap();
