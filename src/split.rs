@@ -209,29 +209,34 @@ pub fn assign(
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    let mut test_keys: HashSet<String> = HashSet::default();
+    // Patient keys are built once; every patient-level decision below compares them.
+    let keys: HashMap<usize, String> = kept
+        .iter()
+        .map(|&i| (i, records[i].patient_key()))
+        .collect();
+    let mut test_keys: HashSet<&str> = HashSet::default();
     for &i in &kept {
         let r = &records[i];
         if let Some(map) = pins.test_patients.get(src_index[r.source.as_str()]) {
             if map.contains_key(&r.patient) {
-                test_keys.insert(r.patient_key());
+                test_keys.insert(&keys[&i]);
             }
         }
     }
 
     // 3. Seeded, class-stratified draw over the remaining patients.
     if pipeline.split.method == SplitMethod::Seeded {
-        let mut stratum: BTreeMap<String, usize> = BTreeMap::new();
+        let mut stratum: BTreeMap<&str, usize> = BTreeMap::new();
         for &i in &kept {
-            let key = records[i].patient_key();
-            if test_keys.contains(&key) {
+            let key = keys[&i].as_str();
+            if test_keys.contains(key) {
                 continue;
             }
             let label = records[i].label.unwrap();
             let e = stratum.entry(key).or_insert(label);
             *e = (*e).max(label);
         }
-        let mut per_class: Vec<Vec<(&String, [u8; 32])>> = vec![Vec::new(); pipeline.classes.len()];
+        let mut per_class: Vec<Vec<(&str, [u8; 32])>> = vec![Vec::new(); pipeline.classes.len()];
         for (key, &class) in &stratum {
             per_class[class].push((key, draw_rank(pipeline.seed, key)));
         }
@@ -249,14 +254,14 @@ pub fn assign(
                     patients.len()
                 );
             }
-            test_keys.extend(patients[..n].iter().map(|(k, _)| (*k).clone()));
+            test_keys.extend(patients[..n].iter().map(|(k, _)| *k));
         }
     }
 
     let mut out = Assignment::default();
     let mut pool = Vec::new();
     for &i in &kept {
-        if test_keys.contains(&records[i].patient_key()) {
+        if test_keys.contains(keys[&i].as_str()) {
             records[i].test_pool = true;
             pool.push(i);
         } else {
