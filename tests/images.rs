@@ -12,6 +12,18 @@ use std::process::Command;
 use covidx::builder::{build, BuildOptions};
 use covidx::shards::{self, Index};
 
+/// Runs a command to success and returns its stdout; a failure shows its stderr.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_covidx")
 }
@@ -300,16 +312,11 @@ fn real_sample_images_decode_and_python_reads_the_shards() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tmp.path().join("corpus");
-    let st = Command::new("python3")
-        .arg(data.join("../bench/make_corpus.py"))
-        .arg(&corpus)
-        .arg("40")
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    run_ok(
+        Command::new("python3")
+            .arg(data.join("../bench/make_corpus.py"))
+            .arg(&corpus)
+            .arg("40"),
     );
     let pipeline = tmp.path().join("p.toml");
     let text = std::fs::read_to_string(common::crate_path("pipelines/bench.toml"))
@@ -347,18 +354,8 @@ for split, entries in index["splits"].items():
         n += e["samples"]
 print(n)
 "#;
-    let res = Command::new(py)
-        .arg("-c")
-        .arg(script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&res.stdout).trim(), "80");
+    let stdout = run_ok(Command::new(py).arg("-c").arg(script).arg(&out));
+    assert_eq!(stdout.trim(), "80");
 }
 
 #[test]
@@ -393,18 +390,7 @@ for name in names:
     np.save(os.path.join(out, name + ".npy"), a)
     print(name, ds.file_meta.TransferSyntaxUID, path)
 "#;
-    let res = Command::new(py)
-        .arg("-c")
-        .arg(script)
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let listing = String::from_utf8_lossy(&res.stdout).to_string();
+    let listing = run_ok(Command::new(py).arg("-c").arg(script).arg(tmp.path()));
     let mut checked = Vec::new();
     for line in listing.lines() {
         let mut it = line.splitn(3, ' ');

@@ -91,6 +91,16 @@ struct Progress {
     quarantined: Vec<Quarantined>,
 }
 
+/// The index's shard lists, derived from the per-split progress.
+fn index_splits(
+    progress: &std::collections::BTreeMap<String, Vec<Progress>>,
+) -> std::collections::BTreeMap<String, Vec<ShardEntry>> {
+    progress
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
+        .collect()
+}
+
 /// Key that names a record for random draws: stable across manifest order.
 pub fn record_key(r: &Record) -> String {
     format!("{}:{}", r.source, r.path)
@@ -302,10 +312,7 @@ pub fn run(
                         quarantined: p.quarantined,
                     });
                     progress.insert(split.into(), entries.clone());
-                    index.splits = progress
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
-                        .collect();
+                    index.splits = index_splits(&progress);
                     fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
                     fsutil::write_atomic(&index_path, &index.to_bytes())?;
                     if let Some(ms) = delay {
@@ -456,10 +463,7 @@ pub fn run(
         progress.insert(split.into(), entries);
     }
     reporter.finish();
-    index.splits = progress
-        .iter()
-        .map(|(k, v)| (k.clone(), v.iter().map(|p| p.shard.clone()).collect()))
-        .collect();
+    index.splits = index_splits(&progress);
     index.complete = true;
     fsutil::write_atomic(&index_path, &index.to_bytes())?;
     outcome.quarantine.sort_by_key(|q| q.record);
