@@ -150,9 +150,10 @@ fn bad_corpus(dir: &Path) -> BuildOptions {
     std::fs::write(g.join("truncated.png"), &good[..good.len() / 2]).unwrap();
     std::fs::write(g.join("jpeg-named.png"), &jpeg).unwrap();
     std::fs::write(g.join("noise.jpg"), b"this is not an image at all").unwrap();
+    std::fs::write(g.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(
         dir.join("sources/g/m.csv"),
-        "pid,img,f\n1,good.png,n\n2,empty.png,p\n3,truncated.png,n\n4,jpeg-named.png,p\n5,noise.jpg,n\n",
+        "pid,img,f\n1,good.png,n\n2,empty.png,p\n3,truncated.png,n\n4,jpeg-named.png,p\n5,noise.jpg,n\n6,truncated.jpg,p\n",
     )
     .unwrap();
     std::fs::write(dir.join("p.toml"), BAD_PIPELINE).unwrap();
@@ -174,7 +175,8 @@ fn bad_images_are_quarantined_and_the_run_continues() {
             ("empty.png", "empty"),
             ("truncated.png", "corrupt"),
             ("jpeg-named.png", "wrong-extension"),
-            ("noise.jpg", "unknown-format")
+            ("noise.jpg", "unknown-format"),
+            ("truncated.jpg", "corrupt")
         ]
     );
     let csv = std::fs::read_to_string(tmp.path().join("out/quarantine.csv")).unwrap();

@@ -1,7 +1,8 @@
 //! Decoding PNG, JPEG and DICOM to 8-bit grayscale, with limits against decompression bombs.
 //!
-//! PNG through the png crate and JPEG through jpeg-decoder (with DCT scaling), both turned
-//! to gray with integer BT.601 weights. The format is taken from the file's content, and a content that does not match the
+//! PNG through the png crate (colour turned to gray with integer BT.601 weights); JPEG through
+//! zune-jpeg straight to its luma plane, or jpeg-decoder (with DCT scaling) for colour spaces
+//! and schemes zune-jpeg lacks. The format is taken from the file's content, and a content that does not match the
 //! extension is an error (`wrong-extension`), as is an empty, truncated or corrupt file.
 //! DICOM: native (explicit/implicit little endian, big endian), RLE and JPEG
 //! (baseline/extended/lossless) transfer syntaxes through dicom-pixeldata; rescale
@@ -183,7 +184,52 @@ fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
     GrayImage::from_raw(w, h, gray).ok_or_else(|| DecodeError::new("corrupt", "truncated PNG data"))
 }
 
+/// JPEG: zune-jpeg decodes YCbCr and gray JPEGs straight to luma (the Y plane, so chroma is
+/// neither transformed nor upsampled), strictly (a truncated or corrupt stream is an error, not
+/// a grey-padded image). Other colour spaces (CMYK, YCCK, RGB) and schemes zune-jpeg lacks
+/// (lossless, 12-bit, arithmetic) go through jpeg-decoder.
 fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
+    use zune_core::colorspace::ColorSpace;
+    use zune_jpeg::errors::DecodeErrors;
+    let opts = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize)
+        .jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut d =
+        zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), opts);
+    let error = |e: DecodeErrors| match e {
+        DecodeErrors::LargeDimensions(_) => DecodeError::new("too-large", e.to_string()),
+        other => DecodeError::new("corrupt", other.to_string()),
+    };
+    match d.decode_headers() {
+        Err(DecodeErrors::Unsupported(_)) => return decode_jpeg_general(bytes, hint),
+        other => other.map_err(error)?,
+    }
+    if !matches!(
+        d.input_colorspace(),
+        Some(ColorSpace::YCbCr | ColorSpace::Luma)
+    ) {
+        return decode_jpeg_general(bytes, hint);
+    }
+    let (w, h) = d
+        .dimensions()
+        .ok_or_else(|| DecodeError::new("corrupt", "no JPEG header"))?;
+    let size = d
+        .output_buffer_size()
+        .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
+    let mut gray = vec![0u8; size];
+    match d.decode_into(&mut gray) {
+        Err(DecodeErrors::Unsupported(_)) => return decode_jpeg_general(bytes, hint),
+        other => other.map_err(error)?,
+    }
+    GrayImage::from_raw(w as u32, h as u32, gray)
+        .ok_or_else(|| DecodeError::new("corrupt", "size mismatch"))
+}
+
+/// JPEG through jpeg-decoder (any colour space it knows, with DCT scaling per `hint`), turned
+/// to gray with integer BT.601 weights.
+fn decode_jpeg_general(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
     let corrupt = |e: jpeg_decoder::Error| match e {
         jpeg_decoder::Error::Unsupported(u) => DecodeError::new("unsupported", format!("{u:?}")),
         other => DecodeError::new("corrupt", other.to_string()),
@@ -375,4 +421,55 @@ fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
     }
     GrayImage::from_raw(w, h, out)
         .ok_or_else(|| DecodeError::new("corrupt", "pixel buffer size mismatch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg_of(img: image::DynamicImage) -> Vec<u8> {
+        let mut b = Cursor::new(Vec::new());
+        img.write_to(&mut b, image::ImageFormat::Jpeg).unwrap();
+        b.into_inner()
+    }
+
+    #[test]
+    fn colour_jpeg_luma_agrees_with_rgb_then_gray() {
+        // A tinted radiograph (colour JPEGs of X-rays are near-gray; saturated colours would
+        // clip in RGB and differ from Y by design).
+        let gray = crate::demo::synthetic_xray(5);
+        let rgb = image::RgbImage::from_fn(gray.width(), gray.height(), |x, y| {
+            let v = gray.get_pixel(x, y)[0].clamp(8, 240);
+            image::Rgb([v + 6, v, v - 5])
+        });
+        let (w, h) = rgb.dimensions();
+        let bytes = jpeg_of(rgb.into());
+        let ours = decode_bytes(&bytes, Path::new("c.jpg")).unwrap();
+        let reference = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert_eq!(ours.dimensions(), reference.dimensions());
+        let mut worst = 0i32;
+        let mut total = 0i64;
+        for (a, p) in ours.pixels().zip(reference.pixels()) {
+            let d = (a[0] as i32 - luma(p[0], p[1], p[2]) as i32).abs();
+            worst = worst.max(d);
+            total += d as i64;
+        }
+        assert!(worst <= 3, "largest difference {worst}");
+        assert!(total as f64 / ((w * h) as f64) < 1.0, "mean difference");
+    }
+
+    #[test]
+    fn gray_jpeg_decodes_like_the_reference_decoder() {
+        let bytes = jpeg_of(crate::demo::synthetic_xray(3).into());
+        let ours = decode_bytes(&bytes, Path::new("g.jpeg")).unwrap();
+        let reference = image::load_from_memory(&bytes).unwrap().to_luma8();
+        assert_eq!(ours, reference);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_corrupt_not_padded() {
+        let bytes = jpeg_of(crate::demo::synthetic_xray(4).into());
+        let e = decode_bytes(&bytes[..bytes.len() * 2 / 3], Path::new("t.jpg")).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+    }
 }
