@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use polars::prelude::*;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +21,7 @@ use super::preprocess::{crop_square, resize_region};
 use crate::config::{ImagesConfig, Pipeline};
 use crate::fsutil;
 use crate::record::Record;
-use crate::shards::{self, Index, ShardData, ShardEntry};
+use crate::shards::{self, Index, ShardEntry, ShardStream};
 use crate::split::Assignment;
 
 /// How the stage reports and fails.
@@ -71,17 +70,6 @@ pub struct StageOutcome {
     pub reused: usize,
     /// Shards written by this run.
     pub written: usize,
-}
-
-/// A shard being written on its own thread, with what its index entry needs.
-struct Pending {
-    k: usize,
-    t: Instant,
-    file: String,
-    n: usize,
-    class_counts: Vec<u64>,
-    quarantined: Vec<Quarantined>,
-    samples: Vec<Sample>,
 }
 
 /// Entry of a shard in the index, with the quarantined records of its slice.
@@ -226,6 +214,160 @@ impl Reporter {
     }
 }
 
+/// One shard to decode and write: a fixed slice of a split's records.
+struct ShardJob<'a> {
+    pipeline: &'a Pipeline,
+    sources_dir: &'a Path,
+    records: &'a [Record],
+    keys: &'a [String],
+    split: &'a str,
+    chunk: &'a [usize],
+    copies: u32,
+    path: &'a Path,
+    strict: bool,
+    reporter: &'a std::sync::Mutex<Reporter>,
+}
+
+/// Aborts a [`ShardStream`]'s hashing when a worker panics, so its thread can be joined.
+struct AbortOnUnwind<'a>(&'a ShardStream);
+
+impl Drop for AbortOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abort();
+        }
+    }
+}
+
+/// Decodes a shard's records on the rayon pool and streams every sample to its planned place
+/// in the shard file while another thread hashes the file's completed prefix.
+///
+/// Slots are planned up front: the records' samples in order (training shards: shuffled by a
+/// seeded rank), so a sample's bytes and place depend only on the inputs. Records are taken
+/// in the order of their first slot, which keeps the hashed prefix close behind the workers;
+/// memory holds only the images in flight. A record that fails to decode is quarantined and
+/// its slots are dropped when the shard is finished.
+fn write_shard(job: &ShardJob<'_>) -> Result<Progress> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cfg = &job.pipeline.images;
+    let seed = job.pipeline.seed;
+    let per_record = 1 + job.copies as usize;
+    let mut plan: Vec<(usize, u32)> = (0..job.chunk.len())
+        .flat_map(|p| (0..=job.copies).map(move |c| (p, c)))
+        .collect();
+    if job.split == "train" {
+        plan.sort_by_cached_key(|&(p, c)| {
+            let i = job.chunk[p];
+            (rank(seed, &job.keys[i], c), i, c)
+        });
+    }
+    let mut slot_of = vec![0usize; plan.len()];
+    for (slot, &(p, c)) in plan.iter().enumerate() {
+        slot_of[p * per_record + c as usize] = slot;
+    }
+    let mut work: Vec<usize> = (0..job.chunk.len()).collect();
+    work.sort_by_key(|&p| slot_of[p * per_record..(p + 1) * per_record].iter().min().copied());
+    let label = |p: usize| {
+        job.records[job.chunk[p]]
+            .label
+            .expect("split records are labelled")
+    };
+    let stream = ShardStream::create(
+        job.path,
+        cfg.size,
+        job.split,
+        &job.pipeline.classes,
+        plan.iter().map(|&(p, _)| label(p) as i64).collect(),
+        plan.iter().map(|&(p, _)| job.chunk[p] as i64).collect(),
+        plan.iter().map(|&(_, c)| c as u8).collect(),
+    )?;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failures: std::sync::Mutex<Vec<(usize, DecodeError)>> = Default::default();
+    let io_error: std::sync::Mutex<Option<anyhow::Error>> = Default::default();
+    let hash = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| stream.hash());
+        let guard = AbortOnUnwind(&stream);
+        rayon::scope(|rs| {
+            for _ in 0..rayon::current_num_threads() {
+                rs.spawn(|_| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let w = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&p) = work.get(w) else { break };
+                        let i = job.chunk[p];
+                        let path = job.sources_dir.join(&job.records[i].path);
+                        let slots = &slot_of[p * per_record..(p + 1) * per_record];
+                        match process(&path, cfg, seed, &job.keys[i], job.copies) {
+                            Ok(outs) => {
+                                for (c, _, px) in outs {
+                                    if let Err(e) = stream.put(slots[c as usize], &px) {
+                                        *io_error.lock().unwrap() = Some(e);
+                                        stop.store(true, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                slots.iter().for_each(|&slot| stream.fail(slot));
+                                failures.lock().unwrap().push((i, e));
+                                if job.strict {
+                                    stop.store(true, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        job.reporter.lock().unwrap().add(1);
+                    }
+                });
+            }
+        });
+        drop(guard);
+        if stop.load(Ordering::Relaxed) {
+            stream.abort();
+        }
+        hasher.join().expect("shard hasher panicked")
+    });
+    if let Some(e) = io_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort_by_key(|(i, _)| *i);
+    if let (true, Some((i, e))) = (job.strict, failures.first()) {
+        let r = &job.records[*i];
+        bail!("{}: {} ({}); --strict stops here", r.path, e, r.origin());
+    }
+    let quarantined: Vec<Quarantined> = failures
+        .into_iter()
+        .map(|(i, e)| {
+            let r = &job.records[i];
+            tracing::warn!("quarantined {}: {e}", r.path);
+            Quarantined {
+                record: i,
+                path: r.path.clone(),
+                reason: e.reason.to_string(),
+                detail: e.detail,
+            }
+        })
+        .collect();
+    let (sha256, kept) = stream.finish(hash?)?;
+    let mut class_counts = vec![0u64; job.pipeline.classes.len()];
+    for &slot in &kept {
+        class_counts[label(plan[slot].0)] += 1;
+    }
+    Ok(Progress {
+        shard: ShardEntry {
+            file: job
+                .path
+                .file_name()
+                .expect("shard file name")
+                .to_string_lossy()
+                .into_owned(),
+            samples: kept.len(),
+            class_counts,
+            sha256,
+        },
+        quarantined,
+    })
+}
+
 /// Runs the image stage for a planned build, writing `out/shards/`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -271,7 +413,7 @@ pub fn run(
         ("test", assignment.test.clone(), 0),
     ];
     let total: usize = plan.iter().map(|(_, r, _)| r.len()).sum();
-    let mut reporter = Reporter::new(total, opts.progress);
+    let reporter = Reporter::new(total, opts.progress);
     let mut outcome = StageOutcome {
         index: index.clone(),
         quarantine: Vec::new(),
@@ -280,6 +422,7 @@ pub fn run(
         written: 0,
     };
 
+    let reporter = std::sync::Mutex::new(reporter);
     for (split, order, copies) in plan {
         let per_record = 1 + copies as usize;
         let cap = ((cfg.shard_mib << 20) as usize / (s * s) / per_record).max(1);
@@ -287,66 +430,32 @@ pub fn run(
         std::fs::create_dir_all(&dir)?;
         let old = previous_progress.remove(split).unwrap_or_default();
         let mut entries = Vec::new();
-        // Shard k is written on its own thread while shard k+1 decodes (two shards in memory
-        // at most); entries are recorded strictly in order.
-        std::thread::scope(|scope| -> Result<()> {
-            let mut pending: Option<(std::thread::ScopedJoinHandle<'_, Result<String>>, Pending)> =
-                None;
-            macro_rules! finish_pending {
-            () => {
-                if let Some((handle, p)) = pending.take() {
-                    let sha256 = handle.join().expect("shard writer panicked")?;
-                    tracing::info!("{split} shard {}: written {:.3?} after decoding", p.k, p.t.elapsed());
-                    outcome.written += 1;
-                    outcome.quarantine.extend(p.quarantined.iter().cloned());
-                    for smp in p.samples {
-                        outcome.samples.push((split.into(), p.file.clone(), smp));
-                    }
-                    entries.push(Progress {
-                        shard: ShardEntry {
-                            file: p.file,
-                            samples: p.n,
-                            class_counts: p.class_counts,
-                            sha256,
+        for (k, chunk) in order.chunks(cap).enumerate() {
+            let file = format!("shard-{k:05}.safetensors");
+            let path = dir.join(&file);
+            let samples_of = |quarantined: &[Quarantined]| -> Vec<Sample> {
+                chunk
+                    .iter()
+                    .filter(|&&i| !quarantined.iter().any(|q| q.record == i))
+                    .flat_map(|&i| (0..=copies).map(move |c| (i, c)))
+                    .map(|(i, c)| Sample {
+                        record: i,
+                        copy: c,
+                        params: if c == 0 {
+                            Params::IDENTITY
+                        } else {
+                            augment::sample(&cfg.augment, pipeline.seed, &keys[i], c)
                         },
-                        quarantined: p.quarantined,
-                    });
-                    progress.insert(split.into(), entries.clone());
-                    index.splits = index_splits(&progress);
-                    fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
-                    fsutil::write_atomic(&index_path, &index.to_bytes())?;
-                    if let Some(ms) = delay {
-                        // Testing knob (COVIDX_SHARD_DELAY_MS): widens the window to kill a build.
-                        std::thread::sleep(Duration::from_millis(ms));
-                    }
-                }
+                    })
+                    .collect()
             };
-        }
-            for (k, chunk) in order.chunks(cap).enumerate() {
-                let file = format!("shard-{k:05}.safetensors");
-                let path = dir.join(&file);
-                let samples_of = |quarantined: &[Quarantined]| -> Vec<Sample> {
-                    chunk
-                        .iter()
-                        .filter(|&&i| !quarantined.iter().any(|q| q.record == i))
-                        .flat_map(|&i| (0..=copies).map(move |c| (i, c)))
-                        .map(|(i, c)| Sample {
-                            record: i,
-                            copy: c,
-                            params: if c == 0 {
-                                Params::IDENTITY
-                            } else {
-                                augment::sample(&cfg.augment, pipeline.seed, &keys[i], c)
-                            },
-                        })
-                        .collect()
-                };
-                // Resume: keep a finished shard whose bytes still match the index.
-                if let Some(p) = old.get(k).filter(|p| {
-                    p.shard.file == file
-                        && fsutil::sha256_file(&path).ok().as_deref()
-                            == Some(p.shard.sha256.as_str())
-                }) {
+            // Resume: keep a finished shard whose bytes still match the index.
+            let kept = old.get(k).filter(|p| {
+                p.shard.file == file
+                    && fsutil::sha256_file(&path).ok().as_deref() == Some(p.shard.sha256.as_str())
+            });
+            let entry = match kept {
+                Some(p) => {
                     if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
                         bail!(
                             "{}: {}: {}; --strict stops here",
@@ -355,102 +464,60 @@ pub fn run(
                             q.detail
                         );
                     }
-                    finish_pending!();
-                    reporter.add(chunk.len());
+                    reporter.lock().unwrap().add(chunk.len());
                     outcome.reused += 1;
-                    outcome.quarantine.extend(p.quarantined.iter().cloned());
-                    for smp in samples_of(&p.quarantined) {
-                        outcome.samples.push((split.into(), file.clone(), smp));
-                    }
-                    entries.push(p.clone());
-                    progress.insert(split.into(), entries.clone());
-                    continue;
+                    (p.clone(), false)
                 }
-
-                let t = Instant::now();
-                let results: Vec<(usize, Result<Outputs, DecodeError>)> = chunk
-                    .par_iter()
-                    .map(|&i| {
-                        let r = &records[i];
-                        let path = sources_dir.join(&r.path);
-                        (i, process(&path, cfg, pipeline.seed, &keys[i], copies))
-                    })
-                    .collect();
-                reporter.add(chunk.len());
-                tracing::info!(
-                    "{split} shard {k}: {} records decoded in {:.3?}",
-                    chunk.len(),
-                    t.elapsed()
-                );
-                let t = Instant::now();
-                let mut quarantined = Vec::new();
-                let mut samples: Vec<(usize, u32, Vec<u8>)> =
-                    Vec::with_capacity(chunk.len() * per_record);
-                for (i, res) in results {
-                    match res {
-                        Ok(outs) => samples.extend(outs.into_iter().map(|(c, _, px)| (i, c, px))),
-                        Err(e) => {
-                            let r = &records[i];
-                            if opts.strict {
-                                bail!("{}: {} ({}); --strict stops here", r.path, e, r.origin());
-                            }
-                            tracing::warn!("quarantined {}: {e}", r.path);
-                            quarantined.push(Quarantined {
-                                record: i,
-                                path: r.path.clone(),
-                                reason: e.reason.to_string(),
-                                detail: e.detail,
-                            });
-                        }
-                    }
+                None => {
+                    let t = Instant::now();
+                    let entry = write_shard(&ShardJob {
+                        pipeline,
+                        sources_dir,
+                        records,
+                        keys: &keys,
+                        split,
+                        chunk,
+                        copies,
+                        path: &path,
+                        strict: opts.strict,
+                        reporter: &reporter,
+                    })?;
+                    tracing::info!(
+                        "{split} shard {k}: {} records, {} samples in {:.3?}",
+                        chunk.len(),
+                        entry.shard.samples,
+                        t.elapsed()
+                    );
+                    outcome.written += 1;
+                    (entry, true)
                 }
-                if split == "train" {
-                    samples.sort_by_cached_key(|(i, c, _)| {
-                        (rank(pipeline.seed, &keys[*i], *c), *i, *c)
-                    });
-                }
-                let mut data = ShardData {
-                    size: cfg.size,
-                    images: Vec::with_capacity(samples.len() * s * s),
-                    ..Default::default()
-                };
-                let mut class_counts = vec![0u64; pipeline.classes.len()];
-                // Each sample's buffer is freed once copied: memory stays about one shard.
-                for (i, c, px) in samples {
-                    let label = records[i].label.expect("split records are labelled");
-                    class_counts[label] += 1;
-                    data.images.extend_from_slice(&px);
-                    data.labels.push(label as i64);
-                    data.record.push(i as i64);
-                    data.copy.push(c as u8);
-                }
-                let samples = samples_of(&quarantined);
-                finish_pending!();
-                let classes = &pipeline.classes;
-                let n = data.len();
-                let handle = scope.spawn(move || shards::write_file(&path, &data, split, classes));
-                pending = Some((
-                    handle,
-                    Pending {
-                        k,
-                        t,
-                        file,
-                        n,
-                        class_counts,
-                        quarantined,
-                        samples,
-                    },
-                ));
+            };
+            let (entry, fresh) = entry;
+            outcome.quarantine.extend(entry.quarantined.iter().cloned());
+            for smp in samples_of(&entry.quarantined) {
+                outcome.samples.push((split.into(), file.clone(), smp));
             }
-            finish_pending!();
-            Ok(())
-        })?;
-        // Shards left over from an earlier build with more shards are removed.
+            entries.push(entry);
+            progress.insert(split.into(), entries.clone());
+            if fresh {
+                index.splits = index_splits(&progress);
+                fsutil::write_atomic(&progress_path, &serde_json::to_vec(&progress)?)?;
+                fsutil::write_atomic(&index_path, &index.to_bytes())?;
+                if let Some(ms) = delay {
+                    // Testing knob (COVIDX_SHARD_DELAY_MS): widens the window to kill a build.
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            }
+        }
+        // Shards left over from an earlier build with more shards, and temporary files of a
+        // killed one, are removed.
         let n = entries.len();
         for e in std::fs::read_dir(&dir)? {
             let p = e?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some(k) = name
+            if name.starts_with(".shard-") && name.contains(".tmp-") {
+                std::fs::remove_file(&p)?;
+            } else if let Some(k) = name
                 .strip_prefix("shard-")
                 .and_then(|r| r.strip_suffix(".safetensors"))
                 .and_then(|k| k.parse::<usize>().ok())
@@ -462,7 +529,7 @@ pub fn run(
         }
         progress.insert(split.into(), entries);
     }
-    reporter.finish();
+    reporter.into_inner().unwrap().finish();
     index.splits = index_splits(&progress);
     index.complete = true;
     fsutil::write_atomic(&index_path, &index.to_bytes())?;
