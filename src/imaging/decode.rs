@@ -172,16 +172,32 @@ fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
             ))
         }
     };
-    let mut gray = Vec::with_capacity(n);
-    for row in buf.chunks_exact(line).take(h as usize) {
-        let row = &row[..w as usize * channels];
-        match channels {
-            1 => gray.extend_from_slice(row),
-            2 => gray.extend(row.chunks_exact(2).map(|p| p[0])),
-            _ => gray.extend(row.chunks_exact(channels).map(|p| luma(p[0], p[1], p[2]))),
-        }
+    let w = w as usize;
+    if buf.len() < line * h as usize || line < w * channels {
+        return Err(DecodeError::new("corrupt", "truncated PNG data"));
     }
-    GrayImage::from_raw(w, h, gray).ok_or_else(|| DecodeError::new("corrupt", "truncated PNG data"))
+    let gray = if channels == 1 && line == w {
+        buf.truncate(n);
+        buf
+    } else {
+        let mut gray = vec![0u8; n];
+        for (row, out) in buf.chunks_exact(line).zip(gray.chunks_exact_mut(w)) {
+            match channels {
+                1 => out.copy_from_slice(&row[..w]),
+                2 => out
+                    .iter_mut()
+                    .zip(row.chunks_exact(2))
+                    .for_each(|(o, p)| *o = p[0]),
+                c => out
+                    .iter_mut()
+                    .zip(row.chunks_exact(c))
+                    .for_each(|(o, p)| *o = luma(p[0], p[1], p[2])),
+            }
+        }
+        gray
+    };
+    GrayImage::from_raw(w as u32, h, gray)
+        .ok_or_else(|| DecodeError::new("corrupt", "truncated PNG data"))
 }
 
 /// JPEG: zune-jpeg decodes YCbCr and gray JPEGs straight to luma (the Y plane, so chroma is

@@ -266,7 +266,12 @@ fn write_shard(job: &ShardJob<'_>) -> Result<Progress> {
         slot_of[p * per_record + c as usize] = slot;
     }
     let mut work: Vec<usize> = (0..job.chunk.len()).collect();
-    work.sort_by_key(|&p| slot_of[p * per_record..(p + 1) * per_record].iter().min().copied());
+    work.sort_by_key(|&p| {
+        slot_of[p * per_record..(p + 1) * per_record]
+            .iter()
+            .min()
+            .copied()
+    });
     let label = |p: usize| {
         job.records[job.chunk[p]]
             .label

@@ -287,7 +287,13 @@ impl ShardStream {
                         std::fs::File::create(&compact)?,
                     ));
                     use std::io::Write;
-                    w.write_all(&head(self.size, &labels, &record, &self.split, &self.classes))?;
+                    w.write_all(&head(
+                        self.size,
+                        &labels,
+                        &record,
+                        &self.split,
+                        &self.classes,
+                    ))?;
                     let mut buf = vec![0u8; self.sample_bytes()];
                     for &slot in &kept {
                         self.file.read_exact_at(&mut buf, self.offset(slot))?;
