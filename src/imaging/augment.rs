@@ -288,10 +288,27 @@ pub fn warp(
     fill: Fill,
     fill_value: u8,
 ) -> Vec<u8> {
-    warp_with(src, src_side, out, p, fill, fill_value, true)
+    let mut dst = vec![0u8; out as usize * out as usize];
+    warp_into(src, src_side, out, p, fill, fill_value, &mut dst);
+    dst
 }
 
-/// [`warp`], with the AVX2 path for interior pixels allowed or not (both give the same bytes).
+/// [`warp`] into `dst` (`out * out` bytes, every one written).
+pub fn warp_into(
+    src: &[u8],
+    src_side: u32,
+    out: u32,
+    p: &Params,
+    fill: Fill,
+    fill_value: u8,
+    dst: &mut [u8],
+) {
+    warp_with(src, src_side, out, p, fill, fill_value, true, dst)
+}
+
+/// [`warp_into`], with the AVX2 path for interior pixels allowed or not (both give the same
+/// bytes).
+#[allow(clippy::too_many_arguments)]
 fn warp_with(
     src: &[u8],
     src_side: u32,
@@ -300,7 +317,8 @@ fn warp_with(
     fill: Fill,
     fill_value: u8,
     simd: bool,
-) -> Vec<u8> {
+    dst: &mut [u8],
+) {
     let n = src_side as usize;
     assert_eq!(src.len(), n * n);
     let o = out as usize;
@@ -321,7 +339,7 @@ fn warp_with(
     let last = n as i32 - 1;
     let inner = (n as i64 - 1) << 16; // x0 < n - 1 (so x0 + 1 exists) when X < inner
     let (gain, shift) = (p.gain / 65536.0, p.shift + 0.5); // + 0.5: truncation rounds half up
-    let mut dst = vec![fill_value; o * o];
+    assert_eq!(dst.len(), o * o);
     for (v, row) in dst.chunks_exact_mut(o).enumerate() {
         let dy = v as f32 + 0.5 - c - ty;
         // Column u samples output column uu = u (or o-1-u when flipped): sx = bx + ax * uu.
@@ -356,6 +374,7 @@ fn warp_with(
             let half = 1i64 << 15;
             let outside = x < -half || y < -half || x > inner + half || y > inner + half;
             if outside && fill == Fill::Constant {
+                row[u] = fill_value;
                 continue;
             }
             let cx = x.clamp(0, (last as i64) << 16);
@@ -370,7 +389,6 @@ fn warp_with(
             row[u] = (value as f32 * gain + shift).clamp(0.0, 255.0) as u8;
         }
     }
-    dst
 }
 
 #[cfg(test)]
@@ -489,8 +507,12 @@ mod tests {
             let p = Params { angle, tx, ty, zx, zy, flip, gain, shift };
             let fill = if edge { Fill::Edge } else { Fill::Constant };
             let reference = warp_reference(&src, side, out, &p, fill, 3);
-            proptest::prop_assert_eq!(&warp_with(&src, side, out, &p, fill, 3, false), &reference);
-            proptest::prop_assert_eq!(&warp_with(&src, side, out, &p, fill, 3, true), &reference);
+            for simd in [false, true] {
+                // Stale bytes in `dst` must not show through.
+                let mut dst = vec![0xA5; (out * out) as usize];
+                warp_with(&src, side, out, &p, fill, 3, simd, &mut dst);
+                proptest::prop_assert_eq!(&dst, &reference);
+            }
         }
     }
 

@@ -103,6 +103,19 @@ pub fn decode_bytes_for(
     path: &Path,
     hint: Option<SizeHint>,
 ) -> Result<GrayImage, DecodeError> {
+    let mut out = Vec::new();
+    let (w, h) = decode_into(bytes, path, hint, &mut out)?;
+    GrayImage::from_raw(w, h, out).ok_or_else(|| DecodeError::new("corrupt", "size mismatch"))
+}
+
+/// Decodes like [`decode_bytes_for`] into `out` (replacing its contents, reusing its
+/// allocation) and returns the width and height; `out` then holds exactly `w * h` pixels.
+pub fn decode_into(
+    bytes: &[u8],
+    path: &Path,
+    hint: Option<SizeHint>,
+    out: &mut Vec<u8>,
+) -> Result<(u32, u32), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::new("empty", "file is empty"));
     }
@@ -117,9 +130,13 @@ pub fn decode_bytes_for(
         }
     }
     match format {
-        Format::Png => decode_png(bytes),
-        Format::Jpeg => decode_jpeg(bytes, hint),
-        Format::Dicom => decode_dicom(bytes),
+        Format::Png => decode_png(bytes, out),
+        Format::Jpeg => decode_jpeg(bytes, hint, out),
+        Format::Dicom => decode_dicom(bytes).map(|img| {
+            let dims = img.dimensions();
+            *out = img.into_raw();
+            dims
+        }),
     }
 }
 
@@ -129,7 +146,26 @@ fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 77 + g as u32 * 150 + b as u32 * 29 + 128) >> 8) as u8
 }
 
-fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
+thread_local! {
+    /// Per-thread buffer for undecoded PNG rows (colour, alpha or padded), reused across
+    /// images so large radiographs do not cost a fresh zeroed allocation each.
+    static PNG_ROWS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers above this size are released after use rather than kept for the next image.
+pub const KEEP_BUFFER: usize = 64 << 20;
+
+/// Sets `buf` to `len` bytes without clearing what it already holds (the decoder overwrites
+/// every byte).
+pub fn fit(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() > len {
+        buf.truncate(len);
+    } else {
+        buf.resize(len, 0);
+    }
+}
+
+fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), DecodeError> {
     use png::{BitDepth, ColorType, Transformations};
     let corrupt = |e: png::DecodingError| match e {
         png::DecodingError::LimitsExceeded => DecodeError::new("too-large", e.to_string()),
@@ -149,17 +185,13 @@ fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
-    let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf).map_err(corrupt)?;
-    let (color, depth) = (info.color_type, info.bit_depth);
+    let (color, depth) = reader.output_color_type();
     if depth != BitDepth::Eight {
         return Err(DecodeError::new(
             "unsupported",
             format!("PNG output depth {depth:?}"),
         ));
     }
-    let n = w as usize * h as usize;
-    let line = info.line_size;
     let channels = match color {
         ColorType::Grayscale => 1,
         ColorType::GrayscaleAlpha => 2,
@@ -172,18 +204,23 @@ fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
             ))
         }
     };
-    let w = w as usize;
-    if buf.len() < line * h as usize || line < w * channels {
-        return Err(DecodeError::new("corrupt", "truncated PNG data"));
+    let (wu, n) = (w as usize, w as usize * h as usize);
+    if channels == 1 && size == n {
+        // Gray rows without padding: decoded straight into `out`.
+        fit(out, n);
+        reader.next_frame(out).map_err(corrupt)?;
+        return Ok((w, h));
     }
-    let gray = if channels == 1 && line == w {
-        buf.truncate(n);
-        buf
-    } else {
-        let mut gray = vec![0u8; n];
-        for (row, out) in buf.chunks_exact(line).zip(gray.chunks_exact_mut(w)) {
+    PNG_ROWS.with_borrow_mut(|buf| {
+        fit(buf, size);
+        let line = reader.next_frame(buf).map_err(corrupt)?.line_size;
+        if buf.len() < line * h as usize || line < wu * channels {
+            return Err(DecodeError::new("corrupt", "truncated PNG data"));
+        }
+        fit(out, n);
+        for (row, out) in buf.chunks_exact(line).zip(out.chunks_exact_mut(wu)) {
             match channels {
-                1 => out.copy_from_slice(&row[..w]),
+                1 => out.copy_from_slice(&row[..wu]),
                 2 => out
                     .iter_mut()
                     .zip(row.chunks_exact(2))
@@ -194,17 +231,22 @@ fn decode_png(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
                     .for_each(|(o, p)| *o = luma(p[0], p[1], p[2])),
             }
         }
-        gray
-    };
-    GrayImage::from_raw(w as u32, h, gray)
-        .ok_or_else(|| DecodeError::new("corrupt", "truncated PNG data"))
+        if buf.capacity() > KEEP_BUFFER {
+            *buf = Vec::new();
+        }
+        Ok((w, h))
+    })
 }
 
 /// JPEG: zune-jpeg decodes YCbCr and gray JPEGs straight to luma (the Y plane, so chroma is
 /// neither transformed nor upsampled), strictly (a truncated or corrupt stream is an error, not
 /// a grey-padded image). Other colour spaces (CMYK, YCCK, RGB) and schemes zune-jpeg lacks
 /// (lossless, 12-bit, arithmetic) go through jpeg-decoder.
-fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    hint: Option<SizeHint>,
+    out: &mut Vec<u8>,
+) -> Result<(u32, u32), DecodeError> {
     use zune_core::colorspace::ColorSpace;
     use zune_jpeg::errors::DecodeErrors;
     let opts = zune_core::options::DecoderOptions::default()
@@ -218,15 +260,21 @@ fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, Decode
         DecodeErrors::LargeDimensions(_) => DecodeError::new("too-large", e.to_string()),
         other => DecodeError::new("corrupt", other.to_string()),
     };
+    let general = |out: &mut Vec<u8>| {
+        let img = decode_jpeg_general(bytes, hint)?;
+        let dims = img.dimensions();
+        *out = img.into_raw();
+        Ok(dims)
+    };
     match d.decode_headers() {
-        Err(DecodeErrors::Unsupported(_)) => return decode_jpeg_general(bytes, hint),
+        Err(DecodeErrors::Unsupported(_)) => return general(out),
         other => other.map_err(error)?,
     }
     if !matches!(
         d.input_colorspace(),
         Some(ColorSpace::YCbCr | ColorSpace::Luma)
     ) {
-        return decode_jpeg_general(bytes, hint);
+        return general(out);
     }
     let (w, h) = d
         .dimensions()
@@ -234,13 +282,12 @@ fn decode_jpeg(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, Decode
     let size = d
         .output_buffer_size()
         .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
-    let mut gray = vec![0u8; size];
-    match d.decode_into(&mut gray) {
-        Err(DecodeErrors::Unsupported(_)) => return decode_jpeg_general(bytes, hint),
+    fit(out, size);
+    match d.decode_into(out) {
+        Err(DecodeErrors::Unsupported(_)) => return general(out),
         other => other.map_err(error)?,
     }
-    GrayImage::from_raw(w as u32, h as u32, gray)
-        .ok_or_else(|| DecodeError::new("corrupt", "size mismatch"))
+    Ok((w as u32, h as u32))
 }
 
 /// JPEG through jpeg-decoder (any colour space it knows, with DCT scaling per `hint`), turned
@@ -297,17 +344,22 @@ fn decode_jpeg_general(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage
     GrayImage::from_raw(w, h, gray).ok_or_else(|| DecodeError::new("corrupt", "size mismatch"))
 }
 
-/// Reads and decodes a file (see [`decode_bytes_for`]).
-pub fn decode_file(path: &Path, hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|e| {
+/// Reads an image file; a missing or unreadable file is a [`DecodeError`] (`missing`,
+/// `unreadable`).
+pub fn read_image(path: &Path) -> Result<Vec<u8>, DecodeError> {
+    std::fs::read(path).map_err(|e| {
         let reason = if e.kind() == std::io::ErrorKind::NotFound {
             "missing"
         } else {
             "unreadable"
         };
         DecodeError::new(reason, e.to_string())
-    })?;
-    decode_bytes_for(&bytes, path, hint)
+    })
+}
+
+/// Reads and decodes a file (see [`decode_bytes_for`]).
+pub fn decode_file(path: &Path, hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
+    decode_bytes_for(&read_image(path)?, path, hint)
 }
 
 /// Raw stored pixel values of a DICOM's first frame (no rescale, no window), row-major, with

@@ -2,7 +2,6 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::GrayImage;
 
 /// A square region of the source image: left, top, side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +28,28 @@ pub fn crop_square(width: u32, height: u32, crop_top: f32) -> Square {
 
 /// Resizes `region` of `img` to an `out`×`out` square: area (box) filter when shrinking,
 /// bilinear when enlarging.
-pub fn resize_region(resizer: &mut Resizer, img: &GrayImage, region: Square, out: u32) -> Vec<u8> {
+pub fn resize_region<C: std::ops::Deref<Target = [u8]>>(
+    resizer: &mut Resizer,
+    img: &image::ImageBuffer<image::Luma<u8>, C>,
+    region: Square,
+    out: u32,
+) -> Vec<u8> {
+    let mut dst = vec![0u8; out as usize * out as usize];
+    resize_region_into(resizer, img, region, out, &mut dst);
+    dst
+}
+
+/// [`resize_region`] into `dst` (`out * out` bytes).
+pub fn resize_region_into<C: std::ops::Deref<Target = [u8]>>(
+    resizer: &mut Resizer,
+    img: &image::ImageBuffer<image::Luma<u8>, C>,
+    region: Square,
+    out: u32,
+    dst: &mut [u8],
+) {
     let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8)
         .expect("gray buffer matches its size");
-    let mut dst = Image::new(out, out, PixelType::U8);
+    let mut dst = Image::from_slice_u8(out, out, dst, PixelType::U8).expect("out * out bytes");
     let filter = if region.side >= out {
         FilterType::Box
     } else {
@@ -49,12 +66,12 @@ pub fn resize_region(resizer: &mut Resizer, img: &GrayImage, region: Square, out
     resizer
         .resize(&src, &mut dst, &opts)
         .expect("same pixel type, valid crop");
-    dst.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::GrayImage;
 
     #[test]
     fn crop_drops_the_top_then_centres() {

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::augment::{self, Params};
-use super::decode::{decode_file, DecodeError, SizeHint};
-use super::preprocess::{crop_square, resize_region};
+use super::decode::{decode_into, fit, read_image, DecodeError, SizeHint, KEEP_BUFFER};
+use super::preprocess::{crop_square, resize_region_into};
 use crate::config::{ImagesConfig, Pipeline};
 use crate::fsutil;
 use crate::record::Record;
@@ -113,48 +113,105 @@ pub fn process(
     key: &str,
     copies: u32,
 ) -> Result<Outputs, DecodeError> {
+    let mut out = Vec::with_capacity(1 + copies as usize);
+    process_each(path, cfg, seed, key, copies, &mut |c, p, px| {
+        out.push((c, p, px.to_vec()))
+    })?;
+    Ok(out)
+}
+
+/// [`process`], handing each sample (copy, parameters, `S*S` pixels) to `emit` from per-thread
+/// buffers, so no buffer is allocated or cleared per image. Samples are emitted only once the
+/// image has decoded: an error means none was.
+pub fn process_each(
+    path: &Path,
+    cfg: &ImagesConfig,
+    seed: u64,
+    key: &str,
+    copies: u32,
+    emit: &mut dyn FnMut(u32, Params, &[u8]),
+) -> Result<(), DecodeError> {
     // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
     let hint = SizeHint {
         crop_top: cfg.crop_top,
         min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
     };
-    let img = decode_file(path, Some(hint))?;
+    let bytes = read_image(path)?;
+    SCRATCH.with_borrow_mut(|scratch| {
+        let result = samples(&bytes, path, hint, scratch, cfg, seed, key, copies, emit);
+        for buf in [
+            &mut scratch.decoded,
+            &mut scratch.level,
+            &mut scratch.sample,
+        ] {
+            if buf.capacity() > KEEP_BUFFER {
+                *buf = Vec::new();
+            }
+        }
+        result
+    })
+}
+
+/// Per-thread image buffers, reused across records.
+#[derive(Default)]
+struct Scratch {
+    decoded: Vec<u8>,
+    level: Vec<u8>,
+    sample: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// A borrowed grayscale image.
+type View<'a> = image::ImageBuffer<image::Luma<u8>, &'a [u8]>;
+
+#[allow(clippy::too_many_arguments)]
+fn samples(
+    bytes: &[u8],
+    path: &Path,
+    hint: SizeHint,
+    scratch: &mut Scratch,
+    cfg: &ImagesConfig,
+    seed: u64,
+    key: &str,
+    copies: u32,
+    emit: &mut dyn FnMut(u32, Params, &[u8]),
+) -> Result<(), DecodeError> {
+    let (w, h) = decode_into(bytes, path, Some(hint), &mut scratch.decoded)?;
+    let img = View::from_raw(w, h, &scratch.decoded[..]).expect("decoded size");
     let mut resizer = fast_image_resize::Resizer::new();
-    let square = crop_square(img.width(), img.height(), cfg.crop_top);
+    let square = crop_square(w, h, cfg.crop_top);
     let s = cfg.size;
-    let mut out = Vec::with_capacity(1 + copies as usize);
+    let sample = &mut scratch.sample;
+    fit(sample, s as usize * s as usize);
     if copies == 0 {
-        out.push((
-            0,
-            Params::IDENTITY,
-            resize_region(&mut resizer, &img, square, s),
-        ));
-        return Ok(out);
+        resize_region_into(&mut resizer, &img, square, s, sample);
+        emit(0, Params::IDENTITY, sample);
+        return Ok(());
     }
     // One prefiltered level of at most 2S: the clean copy is resized from it, and every
     // augmented copy is one warp from it straight to S (never a full-size warp).
     let side = square.side.min(2 * s);
-    let level = resize_region(&mut resizer, &img, square, side);
-    drop(img);
-    let clean = if side == s {
-        level.clone()
+    let level = &mut scratch.level;
+    fit(level, side as usize * side as usize);
+    resize_region_into(&mut resizer, &img, square, side, level);
+    if side == s {
+        emit(0, Params::IDENTITY, level);
     } else {
-        let level_img =
-            image::GrayImage::from_raw(side, side, level.clone()).expect("square level");
+        let level_img = View::from_raw(side, side, &level[..]).expect("square level");
         let whole = super::preprocess::Square { x: 0, y: 0, side };
-        resize_region(&mut resizer, &level_img, whole, s)
-    };
-    out.push((0, Params::IDENTITY, clean));
+        resize_region_into(&mut resizer, &level_img, whole, s, sample);
+        emit(0, Params::IDENTITY, sample);
+    }
     let a = &cfg.augment;
     for c in 1..=copies {
         let p = augment::sample(a, seed, key, c);
-        out.push((
-            c,
-            p,
-            augment::warp(&level, side, s, &p, a.fill, a.fill_value),
-        ));
+        augment::warp_into(level, side, s, &p, a.fill, a.fill_value, sample);
+        emit(c, p, sample);
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Reporter {
@@ -302,15 +359,14 @@ fn write_shard(job: &ShardJob<'_>) -> Result<Progress> {
                         let i = job.chunk[p];
                         let path = job.sources_dir.join(&job.records[i].path);
                         let slots = &slot_of[p * per_record..(p + 1) * per_record];
-                        match process(&path, cfg, seed, &job.keys[i], job.copies) {
-                            Ok(outs) => {
-                                for (c, _, px) in outs {
-                                    if let Err(e) = stream.put(slots[c as usize], &px) {
-                                        *io_error.lock().unwrap() = Some(e);
-                                        stop.store(true, Ordering::Relaxed);
-                                    }
-                                }
+                        let mut emit = |c: u32, _: Params, px: &[u8]| {
+                            if let Err(e) = stream.put(slots[c as usize], px) {
+                                *io_error.lock().unwrap() = Some(e);
+                                stop.store(true, Ordering::Relaxed);
                             }
+                        };
+                        match process_each(&path, cfg, seed, &job.keys[i], job.copies, &mut emit) {
+                            Ok(()) => {}
                             Err(e) => {
                                 slots.iter().for_each(|&slot| stream.fail(slot));
                                 failures.lock().unwrap().push((i, e));
