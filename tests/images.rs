@@ -110,9 +110,38 @@ fn demo_shards_hold_every_record_with_its_copies() {
     )
     .unwrap();
     assert!(mismatches.is_empty(), "{mismatches:?}");
-    // The augmentation table regenerates any sample.
+    // The augmentation table lists every sample, and `process` regenerates any sample from
+    // (seed, record, copy) byte for byte with the listed parameters.
     let aug = covidx::record::read_manifest(&tmp.path().join("out/augment.parquet")).unwrap();
     assert_eq!(aug.height(), seen.values().sum::<usize>());
+    let col = |name: &str| aug.column(name).unwrap().as_materialized_series().clone();
+    let (records, copies, angles) = (col("record"), col("copy"), col("angle"));
+    let (records, copies, angles) = (
+        records.u64().unwrap(),
+        copies.u32().unwrap(),
+        angles.f32().unwrap(),
+    );
+    let (pipeline, _) = covidx::config::Pipeline::load(&tmp.path().join("demo.toml")).unwrap();
+    let d = shards::read(&tmp.path().join("out/shards/train/shard-00000.safetensors")).unwrap();
+    let s2 = 64 * 64;
+    for k in (0..d.len()).step_by(5) {
+        let r = &o.records[d.record[k] as usize];
+        let outs = covidx::imaging::stage::process(
+            &tmp.path().join("sources").join(&r.path),
+            &pipeline.images,
+            pipeline.seed,
+            &covidx::imaging::stage::record_key(r),
+            pipeline.images.copies,
+        )
+        .unwrap();
+        let (c, params, px) = &outs[d.copy[k] as usize];
+        assert_eq!(*c, d.copy[k] as u32);
+        assert_eq!(px[..], d.images[k * s2..(k + 1) * s2], "sample {k}");
+        let row = (0..aug.height())
+            .find(|&i| records.get(i) == Some(d.record[k] as u64) && copies.get(i) == Some(*c))
+            .expect("sample listed in augment.parquet");
+        assert_eq!(angles.get(row), Some(params.angle));
+    }
 }
 
 const BAD_PIPELINE: &str = r#"
