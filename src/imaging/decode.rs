@@ -146,6 +146,45 @@ fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 77 + g as u32 * 150 + b as u32 * 29 + 128) >> 8) as u8
 }
 
+/// Turns rows of `line` bytes holding `w` pixels of `channels` samples (gray, gray+alpha,
+/// RGB, RGBA) into `w`-wide gray rows in `out`.
+fn to_gray(rows: &[u8], line: usize, w: usize, channels: usize, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available.
+        return unsafe { to_gray_avx2(rows, line, w, channels, out) };
+    }
+    to_gray_portable(rows, line, w, channels, out)
+}
+
+/// [`to_gray`] compiled for AVX2 (the same code: the compiler vectorises the RGB loop, ~4x).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn to_gray_avx2(rows: &[u8], line: usize, w: usize, channels: usize, out: &mut [u8]) {
+    to_gray_portable(rows, line, w, channels, out)
+}
+
+#[inline(always)]
+fn to_gray_portable(rows: &[u8], line: usize, w: usize, channels: usize, out: &mut [u8]) {
+    for (row, out) in rows.chunks_exact(line).zip(out.chunks_exact_mut(w)) {
+        match channels {
+            1 => out.copy_from_slice(&row[..w]),
+            2 => out
+                .iter_mut()
+                .zip(row.chunks_exact(2))
+                .for_each(|(o, p)| *o = p[0]),
+            3 => out
+                .iter_mut()
+                .zip(row.chunks_exact(3))
+                .for_each(|(o, p)| *o = luma(p[0], p[1], p[2])),
+            c => out
+                .iter_mut()
+                .zip(row.chunks_exact(c))
+                .for_each(|(o, p)| *o = luma(p[0], p[1], p[2])),
+        }
+    }
+}
+
 thread_local! {
     /// Per-thread buffer for undecoded PNG rows (colour, alpha or padded), reused across
     /// images so large radiographs do not cost a fresh zeroed allocation each.
@@ -218,19 +257,7 @@ fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), DecodeError
             return Err(DecodeError::new("corrupt", "truncated PNG data"));
         }
         fit(out, n);
-        for (row, out) in buf.chunks_exact(line).zip(out.chunks_exact_mut(wu)) {
-            match channels {
-                1 => out.copy_from_slice(&row[..wu]),
-                2 => out
-                    .iter_mut()
-                    .zip(row.chunks_exact(2))
-                    .for_each(|(o, p)| *o = p[0]),
-                c => out
-                    .iter_mut()
-                    .zip(row.chunks_exact(c))
-                    .for_each(|(o, p)| *o = luma(p[0], p[1], p[2])),
-            }
-        }
+        to_gray(buf, line, wu, channels, out);
         if buf.capacity() > KEEP_BUFFER {
             *buf = Vec::new();
         }
@@ -539,5 +566,28 @@ mod tests {
         let bytes = jpeg_of(crate::demo::synthetic_xray(4).into());
         let e = decode_bytes(&bytes[..bytes.len() * 2 / 3], Path::new("t.jpg")).unwrap_err();
         assert_eq!(e.reason, "corrupt", "{e}");
+    }
+
+    #[test]
+    fn colour_and_alpha_pngs_turn_to_bt601_gray_exactly() {
+        let (w, h) = (37u32, 11u32);
+        let rgba = image::RgbaImage::from_fn(w, h, |x, y| {
+            image::Rgba([(x * 7) as u8, (y * 23) as u8, (x * y) as u8, (x + y) as u8])
+        });
+        let expected: Vec<u8> = rgba.pixels().map(|p| luma(p[0], p[1], p[2])).collect();
+        let png_of = |img: image::DynamicImage| {
+            let mut b = Cursor::new(Vec::new());
+            img.write_to(&mut b, image::ImageFormat::Png).unwrap();
+            b.into_inner()
+        };
+        let rgba = image::DynamicImage::ImageRgba8(rgba);
+        for img in [rgba.clone(), image::DynamicImage::ImageRgb8(rgba.to_rgb8())] {
+            let got = decode_bytes(&png_of(img), Path::new("c.png")).unwrap();
+            assert_eq!(got.as_raw(), &expected);
+        }
+        let la = image::DynamicImage::ImageLumaA8(rgba.to_luma_alpha8());
+        let got = decode_bytes(&png_of(la), Path::new("la.png")).unwrap();
+        let gray: Vec<u8> = rgba.to_luma_alpha8().pixels().map(|p| p[0]).collect();
+        assert_eq!(got.as_raw(), &gray);
     }
 }
