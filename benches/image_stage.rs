@@ -1,6 +1,7 @@
-//! Per-stage timings of the image stage on a real chest X-ray (the first sample of
-//! ../shared/data/samples when present, else a generated 1024² image): decode, crop+resize,
-//! one augmented warp, and shard encoding. `cargo bench --bench image_stage`.
+//! Per-stage timings of the image stage on real chest X-rays (a JPEG and an RGB PNG of
+//! ../shared/data/samples when present, else generated 1024² images): decode, crop+resize,
+//! one augmented warp, and writing a shard (streamed to disk and hashed).
+//! `cargo bench --bench image_stage`.
 
 use std::path::PathBuf;
 
@@ -9,13 +10,13 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use covidx::imaging::augment::{self, AugmentConfig};
 use covidx::imaging::decode::decode_bytes;
 use covidx::imaging::preprocess::{crop_square, resize_region};
-use covidx::shards::{encode, ShardData};
+use covidx::shards::ShardStream;
 
-fn input() -> (PathBuf, Vec<u8>) {
+fn input(sample: &str, format: image::ImageFormat) -> (PathBuf, Vec<u8>) {
     let dir = std::env::var_os("COVIDX_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let real = dir.join("samples/cohen/covid-19-pneumonia-15-PA.jpg");
+    let real = dir.join("samples").join(sample);
     if let Ok(bytes) = std::fs::read(&real) {
         return (real, bytes);
     }
@@ -26,12 +27,26 @@ fn input() -> (PathBuf, Vec<u8>) {
         image::imageops::FilterType::Triangle,
     );
     let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
-    (PathBuf::from("generated.jpg"), buf.into_inner())
+    let img = image::DynamicImage::ImageLuma8(img).to_rgb8();
+    img.write_to(&mut buf, format).unwrap();
+    let ext = format.extensions_str()[0];
+    (PathBuf::from(format!("generated.{ext}")), buf.into_inner())
 }
 
 fn bench(c: &mut Criterion) {
-    let (path, bytes) = input();
+    let (png_path, png) = input(
+        "actualmed/CR.1.2.840.113564.1722810170.20200321123520296900.1003000225002.png",
+        image::ImageFormat::Png,
+    );
+    let png_img = decode_bytes(&png, &png_path).unwrap();
+    c.bench_function(
+        &format!("decode PNG {}x{}", png_img.width(), png_img.height()),
+        |b| b.iter(|| decode_bytes(&png, &png_path).unwrap()),
+    );
+    let (path, bytes) = input(
+        "cohen/covid-19-pneumonia-15-PA.jpg",
+        image::ImageFormat::Jpeg,
+    );
     let img = decode_bytes(&bytes, &path).unwrap();
     let s = 480;
     let sq = crop_square(img.width(), img.height(), 0.08);
@@ -42,7 +57,7 @@ fn bench(c: &mut Criterion) {
     let p = augment::sample(&cfg, 0, "bench", 1);
     let name = format!("{}x{}", img.width(), img.height());
 
-    c.bench_function(&format!("decode {name}"), |b| {
+    c.bench_function(&format!("decode JPEG {name}"), |b| {
         b.iter(|| decode_bytes(&bytes, &path).unwrap())
     });
     c.bench_function("crop+resize to 480", |b| {
@@ -51,20 +66,35 @@ fn bench(c: &mut Criterion) {
     c.bench_function("warp 480 (one augmented copy)", |b| {
         b.iter(|| augment::warp(&level, level_side, s, &p, cfg.fill, cfg.fill_value))
     });
-    let data = ShardData {
-        size: s,
-        images: vec![7u8; 64 * (s * s) as usize],
-        labels: vec![1; 64],
-        record: (0..64).collect(),
-        copy: vec![0; 64],
-    };
     let classes = vec![
         "normal".to_string(),
         "pneumonia".to_string(),
         "COVID-19".to_string(),
     ];
-    c.bench_function("encode + sha256 a 64-sample 480px shard", |b| {
-        b.iter(|| covidx::fsutil::sha256_hex(&encode(&data, "train", &classes)))
+    let sample = vec![7u8; (s * s) as usize];
+    let dir = tempfile::tempdir().unwrap();
+    let shard = dir.path().join("shard.safetensors");
+    c.bench_function("stream + hash + rename a 64-sample 480px shard", |b| {
+        b.iter(|| {
+            let stream = ShardStream::create(
+                &shard,
+                s,
+                "train",
+                &classes,
+                vec![1; 64],
+                (0..64).collect(),
+                vec![0; 64],
+            )
+            .unwrap();
+            let hash = std::thread::scope(|scope| {
+                let hasher = scope.spawn(|| stream.hash());
+                for slot in (0..64).rev() {
+                    stream.put(slot, &sample).unwrap();
+                }
+                hasher.join().unwrap().unwrap()
+            });
+            stream.finish(hash).unwrap()
+        })
     });
 }
 
