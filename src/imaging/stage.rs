@@ -1,6 +1,7 @@
 //! The image stage of a build: every train/test record decoded, cropped, resized, augmented
-//! (training records only) and written to safetensors shards, in parallel (rayon) with memory
-//! bounded by one shard, resumable shard by shard, and byte-identical for any thread count.
+//! (training records only) and streamed to safetensors shards, in parallel (rayon) with memory
+//! bounded by the images in flight, resumable shard by shard, and byte-identical for any
+//! thread count.
 //!
 //! Shard k of a split holds a fixed slice of that split's records (training records in a seeded
 //! shuffled order, test records in split order), so its bytes depend only on the inputs: a
