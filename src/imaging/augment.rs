@@ -322,38 +322,11 @@ fn warp_with(
     let n = src_side as usize;
     assert_eq!(src.len(), n * n);
     let o = out as usize;
-    let s = out as f32;
-    let scale = src_side as f32 / s;
-    let c = s / 2.0;
-    let (sin, cos) = p.angle.to_radians().sin_cos();
-    // dst = R Z (src - c) + c + t  (image coordinates, y down, positive angle counter-clockwise
-    // as displayed, R = [[cos, sin], [-sin, cos]]) => src = Z^-1 R^T (dst - c - t) + c,
-    // then scaled to the source level. Source coordinates are affine in the output column.
-    let (tx, ty) = (p.tx * s, p.ty * s);
-    let (a00, a01) = (cos / p.zx * scale, -sin / p.zx * scale);
-    let (a10, a11) = (sin / p.zy * scale, cos / p.zy * scale);
-    // Fixed point, 16 fractional bits: coordinates are affine in the column, so each pixel
-    // costs integer adds and one 4-tap blend; only pixels near or past the border take the
-    // clamped (or filled) path.
-    const ONE: f32 = 65536.0;
-    let last = n as i32 - 1;
-    let inner = (n as i64 - 1) << 16; // x0 < n - 1 (so x0 + 1 exists) when X < inner
-    let (gain, shift) = (p.gain / 65536.0, p.shift + 0.5); // + 0.5: truncation rounds half up
     assert_eq!(dst.len(), o * o);
+    let map = RowMap::new(src_side, out, p);
+    let (inner, gain, shift) = (map.inner, map.gain, map.shift);
     for (v, row) in dst.chunks_exact_mut(o).enumerate() {
-        let dy = v as f32 + 0.5 - c - ty;
-        // Column u samples output column uu = u (or o-1-u when flipped): sx = bx + ax * uu.
-        let mut bx = a00 * (0.5 - c - tx) + a01 * dy + c * scale - 0.5;
-        let mut by = a10 * (0.5 - c - tx) + a11 * dy + c * scale - 0.5;
-        let (mut ax, mut ay) = (a00, a10);
-        if p.flip {
-            bx += ax * (o - 1) as f32;
-            by += ay * (o - 1) as f32;
-            ax = -ax;
-            ay = -ay;
-        }
-        let (bx, by) = ((bx * ONE).round() as i64, (by * ONE).round() as i64);
-        let (ax, ay) = ((ax * ONE).round() as i64, (ay * ONE).round() as i64);
+        let [bx, ax, by, ay] = map.row(v);
         // Columns whose 2x2 neighbourhood lies inside the source: no bounds checks there.
         let (xl, xh) = span(bx, ax, inner, o);
         let (yl, yh) = span(by, ay, inner, o);
@@ -370,24 +343,92 @@ fn warp_with(
         }
         for u in (0..lo).chain(hi..o) {
             let (x, y) = (bx + ax * u as i64, by + ay * u as i64);
-            // Within half a pixel of the border: clamp (edge behaviour); beyond it: fill.
-            let half = 1i64 << 15;
-            let outside = x < -half || y < -half || x > inner + half || y > inner + half;
-            if outside && fill == Fill::Constant {
-                row[u] = fill_value;
-                continue;
-            }
-            let cx = x.clamp(0, (last as i64) << 16);
-            let cy = y.clamp(0, (last as i64) << 16);
-            let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
-            let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-            let (fx, fy) = (((cx >> 8) & 255) as u32, ((cy >> 8) & 255) as u32);
-            let at = |xx: usize, yy: usize| src[yy * n + xx] as u32;
-            let top = at(x0, y0) * (256 - fx) + at(x1, y0) * fx;
-            let bottom = at(x0, y1) * (256 - fx) + at(x1, y1) * fx;
-            let value = top * (256 - fy) + bottom * fy;
-            row[u] = (value as f32 * gain + shift).clamp(0.0, 255.0) as u8;
+            row[u] = map.border(src, n, x, y, fill, fill_value);
         }
+    }
+}
+
+/// Where output pixels come from in the source level: per output row, the fixed-point
+/// (16 fractional bits) source position of column 0 and its step per column.
+struct RowMap {
+    a: [f32; 4],
+    /// Output centre, output side, source/output scale, translation in output pixels.
+    c: f32,
+    o: usize,
+    scale: f32,
+    t: (f32, f32),
+    flip: bool,
+    /// `(n - 1) << 16`: positions below it have a 2x2 neighbourhood inside the source.
+    inner: i64,
+    /// Gain over 2^16 and shift + 0.5 (truncation then rounds half up).
+    gain: f32,
+    shift: f32,
+}
+
+impl RowMap {
+    fn new(src_side: u32, out: u32, p: &Params) -> RowMap {
+        let s = out as f32;
+        let scale = src_side as f32 / s;
+        let (sin, cos) = p.angle.to_radians().sin_cos();
+        // dst = R Z (src - c) + c + t  (image coordinates, y down, positive angle
+        // counter-clockwise as displayed, R = [[cos, sin], [-sin, cos]])
+        // => src = Z^-1 R^T (dst - c - t) + c, then scaled to the source level. Source
+        // coordinates are affine in the output column.
+        RowMap {
+            a: [
+                cos / p.zx * scale,
+                -sin / p.zx * scale,
+                sin / p.zy * scale,
+                cos / p.zy * scale,
+            ],
+            c: s / 2.0,
+            o: out as usize,
+            scale,
+            t: (p.tx * s, p.ty * s),
+            flip: p.flip,
+            inner: (src_side as i64 - 1) << 16,
+            gain: p.gain / 65536.0,
+            shift: p.shift + 0.5,
+        }
+    }
+
+    /// `[bx, ax, by, ay]`: column u of row `v` samples (bx + ax u, by + ay u).
+    fn row(&self, v: usize) -> [i64; 4] {
+        const ONE: f32 = 65536.0;
+        let [a00, a01, a10, a11] = self.a;
+        let (c, (tx, ty)) = (self.c, self.t);
+        let dy = v as f32 + 0.5 - c - ty;
+        // Column u samples output column uu = u (or o-1-u when flipped): sx = bx + ax * uu.
+        let mut bx = a00 * (0.5 - c - tx) + a01 * dy + c * self.scale - 0.5;
+        let mut by = a10 * (0.5 - c - tx) + a11 * dy + c * self.scale - 0.5;
+        let (mut ax, mut ay) = (a00, a10);
+        if self.flip {
+            bx += ax * (self.o - 1) as f32;
+            by += ay * (self.o - 1) as f32;
+            ax = -ax;
+            ay = -ay;
+        }
+        [bx, ax, by, ay].map(|v| (v * ONE).round() as i64)
+    }
+
+    /// A sample at or past the border: within half a pixel of it the edge is clamped (edge
+    /// behaviour); beyond it, `fill`.
+    fn border(&self, src: &[u8], n: usize, x: i64, y: i64, fill: Fill, fill_value: u8) -> u8 {
+        let (inner, half) = (self.inner, 1i64 << 15);
+        let outside = x < -half || y < -half || x > inner + half || y > inner + half;
+        if outside && fill == Fill::Constant {
+            return fill_value;
+        }
+        let cx = x.clamp(0, inner);
+        let cy = y.clamp(0, inner);
+        let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
+        let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
+        let (fx, fy) = (((cx >> 8) & 255) as u32, ((cy >> 8) & 255) as u32);
+        let at = |xx: usize, yy: usize| src[yy * n + xx] as u32;
+        let top = at(x0, y0) * (256 - fx) + at(x1, y0) * fx;
+        let bottom = at(x0, y1) * (256 - fx) + at(x1, y1) * fx;
+        let value = top * (256 - fy) + bottom * fy;
+        (value as f32 * self.gain + self.shift).clamp(0.0, 255.0) as u8
     }
 }
 
@@ -401,8 +442,9 @@ mod tests {
             .collect()
     }
 
-    /// The straightforward per-pixel warp (bounds checked on every pixel) that [`warp`] must
-    /// equal byte for byte.
+    /// The straightforward per-pixel warp that [`warp`] must equal byte for byte: every pixel
+    /// tests whether it is interior and reads its neighbours with bounds checks (no spans, no
+    /// SIMD).
     fn warp_reference(
         src: &[u8],
         src_side: u32,
@@ -411,78 +453,24 @@ mod tests {
         fill: Fill,
         fill_value: u8,
     ) -> Vec<u8> {
-        let n = src_side as usize;
-        assert_eq!(src.len(), n * n);
-        let o = out as usize;
-        let s = out as f32;
-        let scale = src_side as f32 / s;
-        let c = s / 2.0;
-        let (sin, cos) = p.angle.to_radians().sin_cos();
-        // dst = R Z (src - c) + c + t  (image coordinates, y down, positive angle counter-clockwise
-        // as displayed, R = [[cos, sin], [-sin, cos]]) => src = Z^-1 R^T (dst - c - t) + c,
-        // then scaled to the source level. Source coordinates are affine in the output column.
-        let (tx, ty) = (p.tx * s, p.ty * s);
-        let (a00, a01) = (cos / p.zx * scale, -sin / p.zx * scale);
-        let (a10, a11) = (sin / p.zy * scale, cos / p.zy * scale);
-        // Fixed point, 16 fractional bits: coordinates are affine in the column, so each pixel
-        // costs integer adds and one 4-tap blend; only pixels near or past the border take the
-        // clamped (or filled) path.
-        const ONE: f32 = 65536.0;
-        let last = n as i32 - 1;
-        let inner = (n as i64 - 1) << 16; // x0 < n - 1 (so x0 + 1 exists) when X < inner
-        let (gain, shift) = (p.gain / 65536.0, p.shift + 0.5); // + 0.5: truncation rounds half up
-        let mut dst = vec![fill_value; o * o];
+        let (n, o) = (src_side as usize, out as usize);
+        let map = RowMap::new(src_side, out, p);
+        let mut dst = vec![0u8; o * o];
         for (v, row) in dst.chunks_exact_mut(o).enumerate() {
-            let dy = v as f32 + 0.5 - c - ty;
-            // Column u samples output column uu = u (or o-1-u when flipped): sx = bx + ax * uu.
-            let mut bx = a00 * (0.5 - c - tx) + a01 * dy + c * scale - 0.5;
-            let mut by = a10 * (0.5 - c - tx) + a11 * dy + c * scale - 0.5;
-            let (mut ax, mut ay) = (a00, a10);
-            if p.flip {
-                bx += ax * (o - 1) as f32;
-                by += ay * (o - 1) as f32;
-                ax = -ax;
-                ay = -ay;
-            }
-            let (bx, by) = ((bx * ONE).round() as i64, (by * ONE).round() as i64);
-            let (ax, ay) = ((ax * ONE).round() as i64, (ay * ONE).round() as i64);
+            let [bx, ax, by, ay] = map.row(v);
             for (u, px) in row.iter_mut().enumerate() {
-                let x = bx + ax * u as i64;
-                let y = by + ay * u as i64;
-                let value = if x >= 0 && y >= 0 && x < inner && y < inner {
+                let (x, y) = (bx + ax * u as i64, by + ay * u as i64);
+                *px = if x >= 0 && y >= 0 && x < map.inner && y < map.inner {
                     let (x0, y0) = ((x >> 16) as usize, (y >> 16) as usize);
                     let (fx, fy) = (((x >> 8) & 255) as u32, ((y >> 8) & 255) as u32);
-                    let i = y0 * n + x0;
-                    // SAFETY: 0 <= x0, y0 < n - 1, so i + n + 1 < n * n = src.len() (asserted above).
-                    let (a, b, c2, d) = unsafe {
-                        (
-                            *src.get_unchecked(i) as u32,
-                            *src.get_unchecked(i + 1) as u32,
-                            *src.get_unchecked(i + n) as u32,
-                            *src.get_unchecked(i + n + 1) as u32,
-                        )
-                    };
-                    let top = a * (256 - fx) + b * fx;
-                    let bottom = c2 * (256 - fx) + d * fx;
-                    top * (256 - fy) + bottom * fy
-                } else {
-                    // Within half a pixel of the border: clamp (edge behaviour); beyond it: fill.
-                    let half = 1i64 << 15;
-                    let outside = x < -half || y < -half || x > inner + half || y > inner + half;
-                    if outside && fill == Fill::Constant {
-                        continue;
-                    }
-                    let cx = x.clamp(0, (last as i64) << 16);
-                    let cy = y.clamp(0, (last as i64) << 16);
-                    let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
-                    let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-                    let (fx, fy) = (((cx >> 8) & 255) as u32, ((cy >> 8) & 255) as u32);
                     let at = |xx: usize, yy: usize| src[yy * n + xx] as u32;
-                    let top = at(x0, y0) * (256 - fx) + at(x1, y0) * fx;
-                    let bottom = at(x0, y1) * (256 - fx) + at(x1, y1) * fx;
-                    top * (256 - fy) + bottom * fy
+                    let top = at(x0, y0) * (256 - fx) + at(x0 + 1, y0) * fx;
+                    let bottom = at(x0, y0 + 1) * (256 - fx) + at(x0 + 1, y0 + 1) * fx;
+                    let value = top * (256 - fy) + bottom * fy;
+                    (value as f32 * map.gain + map.shift).clamp(0.0, 255.0) as u8
+                } else {
+                    map.border(src, n, x, y, fill, fill_value)
                 };
-                *px = (value as f32 * gain + shift).clamp(0.0, 255.0) as u8;
             }
         }
         dst
