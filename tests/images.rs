@@ -312,6 +312,19 @@ fn a_killed_build_resumes_to_identical_bytes() {
         "killed mid-build"
     );
     assert!(!killed.join("covidx.lock.json").exists());
+    // What a kill while a shard streams (or while it drops quarantined slots) leaves behind:
+    // the resumed build removes it.
+    let train = killed.join("shards/train");
+    std::fs::write(
+        train.join(".shard-00002.safetensors.tmp-999999"),
+        b"partial",
+    )
+    .unwrap();
+    std::fs::write(
+        train.join("..shard-00002.safetensors.tmp-999999.tmp-999999"),
+        b"partial",
+    )
+    .unwrap();
 
     let out = Command::new(bin())
         .args(["build"])
@@ -332,6 +345,12 @@ fn a_killed_build_resumes_to_identical_bytes() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!((1..n_shards).contains(&reused), "{text}");
     assert_eq!(common::tree_bytes(&whole), common::tree_bytes(&killed));
+    let left: Vec<_> = std::fs::read_dir(&train)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
 #[test]

@@ -577,7 +577,7 @@ pub fn run(
         for e in std::fs::read_dir(&dir)? {
             let p = e?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with(".shard-") && name.contains(".tmp-") {
+            if name.starts_with('.') && name.contains("shard-") && name.contains(".tmp-") {
                 std::fs::remove_file(&p)?;
             } else if let Some(k) = name
                 .strip_prefix("shard-")
