@@ -86,9 +86,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage, DecodeError>
 }
 
 /// What the consumer of a decoded image needs: after dropping the top `crop_top` fraction, the
-/// centre square must keep at least `min_side` pixels. JPEGs are then decoded with DCT scaling
-/// (1/2, 1/4 or 1/8 of the size) when that still leaves enough pixels, which skips most of the
-/// decoding work for large radiographs.
+/// centre square must keep at least `min_side` pixels. JPEGs that go through jpeg-decoder (CMYK,
+/// YCCK, lossless, 12-bit) are then decoded with DCT scaling (1/2, 1/4 or 1/8 of the size) when
+/// that still leaves enough pixels; zune-jpeg's luma path always decodes at full size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SizeHint {
     /// Fraction of rows the consumer drops at the top.
