@@ -132,12 +132,15 @@ pub fn decode_into(
     match format {
         Format::Png => decode_png(bytes, out),
         Format::Jpeg => decode_jpeg(bytes, hint, out),
-        Format::Dicom => decode_dicom(bytes).map(|img| {
-            let dims = img.dimensions();
-            *out = img.into_raw();
-            dims
-        }),
+        Format::Dicom => decode_dicom(bytes).map(|img| into_out(img, out)),
     }
+}
+
+/// Moves a decoder's own image into the caller's buffer; returns its width and height.
+fn into_out(img: GrayImage, out: &mut Vec<u8>) -> (u32, u32) {
+    let dims = img.dimensions();
+    *out = img.into_raw();
+    dims
 }
 
 /// ITU-R BT.601 luma in 8-bit fixed point (the weights OpenCV uses for RGB -> gray).
@@ -192,7 +195,15 @@ thread_local! {
 }
 
 /// Buffers above this size are released after use rather than kept for the next image.
-pub const KEEP_BUFFER: usize = 64 << 20;
+const KEEP_BUFFER: usize = 64 << 20;
+
+/// Releases a per-thread buffer after use when an unusually large image grew it past
+/// [`KEEP_BUFFER`], so one huge image does not pin its memory for the rest of the run.
+pub fn release_if_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
+}
 
 /// Sets `buf` to `len` bytes without clearing what it already holds (the decoder overwrites
 /// every byte).
@@ -252,16 +263,17 @@ fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), DecodeError
     }
     PNG_ROWS.with_borrow_mut(|buf| {
         fit(buf, size);
-        let line = reader.next_frame(buf).map_err(corrupt)?.line_size;
-        if buf.len() < line * h as usize || line < wu * channels {
-            return Err(DecodeError::new("corrupt", "truncated PNG data"));
-        }
-        fit(out, n);
-        to_gray(buf, line, wu, channels, out);
-        if buf.capacity() > KEEP_BUFFER {
-            *buf = Vec::new();
-        }
-        Ok((w, h))
+        let result = reader.next_frame(buf).map_err(corrupt).and_then(|info| {
+            let line = info.line_size;
+            if buf.len() < line * h as usize || line < wu * channels {
+                return Err(DecodeError::new("corrupt", "truncated PNG data"));
+            }
+            fit(out, n);
+            to_gray(buf, line, wu, channels, out);
+            Ok((w, h))
+        });
+        release_if_large(buf);
+        result
     })
 }
 
@@ -287,12 +299,8 @@ fn decode_jpeg(
         DecodeErrors::LargeDimensions(_) => DecodeError::new("too-large", e.to_string()),
         other => DecodeError::new("corrupt", other.to_string()),
     };
-    let general = |out: &mut Vec<u8>| {
-        let img = decode_jpeg_general(bytes, hint)?;
-        let dims = img.dimensions();
-        *out = img.into_raw();
-        Ok(dims)
-    };
+    let general =
+        |out: &mut Vec<u8>| decode_jpeg_general(bytes, hint).map(|img| into_out(img, out));
     match d.decode_headers() {
         Err(DecodeErrors::Unsupported(_)) => return general(out),
         other => other.map_err(error)?,

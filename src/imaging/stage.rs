@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::augment::{self, Params};
-use super::decode::{decode_into, fit, read_image, DecodeError, SizeHint, KEEP_BUFFER};
+use super::decode::{decode_into, fit, read_image, release_if_large, DecodeError, SizeHint};
 use super::preprocess::{crop_square, resize_region_into};
 use crate::config::{ImagesConfig, Pipeline};
 use crate::fsutil;
@@ -132,22 +132,15 @@ pub fn process_each(
     copies: u32,
     emit: &mut dyn FnMut(u32, Params, &[u8]),
 ) -> Result<(), DecodeError> {
-    // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
-    let hint = SizeHint {
-        crop_top: cfg.crop_top,
-        min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
-    };
     let bytes = read_image(path)?;
     SCRATCH.with_borrow_mut(|scratch| {
-        let result = samples(&bytes, path, hint, scratch, cfg, seed, key, copies, emit);
+        let result = scratch.samples(&bytes, path, cfg, seed, key, copies, emit);
         for buf in [
             &mut scratch.decoded,
             &mut scratch.level,
             &mut scratch.sample,
         ] {
-            if buf.capacity() > KEEP_BUFFER {
-                *buf = Vec::new();
-            }
+            release_if_large(buf);
         }
         result
     })
@@ -168,51 +161,59 @@ thread_local! {
 /// A borrowed grayscale image.
 type View<'a> = image::ImageBuffer<image::Luma<u8>, &'a [u8]>;
 
-#[allow(clippy::too_many_arguments)]
-fn samples(
-    bytes: &[u8],
-    path: &Path,
-    hint: SizeHint,
-    scratch: &mut Scratch,
-    cfg: &ImagesConfig,
-    seed: u64,
-    key: &str,
-    copies: u32,
-    emit: &mut dyn FnMut(u32, Params, &[u8]),
-) -> Result<(), DecodeError> {
-    let (w, h) = decode_into(bytes, path, Some(hint), &mut scratch.decoded)?;
-    let img = View::from_raw(w, h, &scratch.decoded[..]).expect("decoded size");
-    let mut resizer = fast_image_resize::Resizer::new();
-    let square = crop_square(w, h, cfg.crop_top);
-    let s = cfg.size;
-    let sample = &mut scratch.sample;
-    fit(sample, s as usize * s as usize);
-    if copies == 0 {
-        resize_region_into(&mut resizer, &img, square, s, sample);
-        emit(0, Params::IDENTITY, sample);
-        return Ok(());
+impl Scratch {
+    /// Decodes `bytes` (the file at `path`) and emits the clean copy and `copies` augmented
+    /// copies (see [`process_each`]).
+    #[allow(clippy::too_many_arguments)]
+    fn samples(
+        &mut self,
+        bytes: &[u8],
+        path: &Path,
+        cfg: &ImagesConfig,
+        seed: u64,
+        key: &str,
+        copies: u32,
+        emit: &mut dyn FnMut(u32, Params, &[u8]),
+    ) -> Result<(), DecodeError> {
+        // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
+        let hint = SizeHint {
+            crop_top: cfg.crop_top,
+            min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
+        };
+        let (w, h) = decode_into(bytes, path, Some(hint), &mut self.decoded)?;
+        let img = View::from_raw(w, h, &self.decoded[..]).expect("decoded size");
+        let mut resizer = fast_image_resize::Resizer::new();
+        let square = crop_square(w, h, cfg.crop_top);
+        let s = cfg.size;
+        let sample = &mut self.sample;
+        fit(sample, s as usize * s as usize);
+        if copies == 0 {
+            resize_region_into(&mut resizer, &img, square, s, sample);
+            emit(0, Params::IDENTITY, sample);
+            return Ok(());
+        }
+        // One prefiltered level of at most 2S: the clean copy is resized from it, and every
+        // augmented copy is one warp from it straight to S (never a full-size warp).
+        let side = square.side.min(2 * s);
+        let level = &mut self.level;
+        fit(level, side as usize * side as usize);
+        resize_region_into(&mut resizer, &img, square, side, level);
+        if side == s {
+            emit(0, Params::IDENTITY, level);
+        } else {
+            let level_img = View::from_raw(side, side, &level[..]).expect("square level");
+            let whole = super::preprocess::Square { x: 0, y: 0, side };
+            resize_region_into(&mut resizer, &level_img, whole, s, sample);
+            emit(0, Params::IDENTITY, sample);
+        }
+        let a = &cfg.augment;
+        for c in 1..=copies {
+            let p = augment::sample(a, seed, key, c);
+            augment::warp_into(level, side, s, &p, a.fill, a.fill_value, sample);
+            emit(c, p, sample);
+        }
+        Ok(())
     }
-    // One prefiltered level of at most 2S: the clean copy is resized from it, and every
-    // augmented copy is one warp from it straight to S (never a full-size warp).
-    let side = square.side.min(2 * s);
-    let level = &mut scratch.level;
-    fit(level, side as usize * side as usize);
-    resize_region_into(&mut resizer, &img, square, side, level);
-    if side == s {
-        emit(0, Params::IDENTITY, level);
-    } else {
-        let level_img = View::from_raw(side, side, &level[..]).expect("square level");
-        let whole = super::preprocess::Square { x: 0, y: 0, side };
-        resize_region_into(&mut resizer, &level_img, whole, s, sample);
-        emit(0, Params::IDENTITY, sample);
-    }
-    let a = &cfg.augment;
-    for c in 1..=copies {
-        let p = augment::sample(a, seed, key, c);
-        augment::warp_into(level, side, s, &p, a.fill, a.fill_value, sample);
-        emit(c, p, sample);
-    }
-    Ok(())
 }
 
 struct Reporter {

@@ -141,7 +141,8 @@ pub struct ShardStream {
     labels: Vec<i64>,
     record: Vec<i64>,
     copy: Vec<u8>,
-    head_len: u64,
+    /// Everything before the images (header, labels, record), as written.
+    head: Vec<u8>,
     /// Per-slot state and an abort flag, with a condition variable for [`ShardStream::hash`].
     state: Mutex<(Vec<u8>, bool)>,
     changed: Condvar,
@@ -165,7 +166,6 @@ impl ShardStream {
         assert!(record.len() == n && copy.len() == n);
         let tmp = crate::fsutil::temp_sibling(path);
         let head = head(size, &labels, &record, split, classes);
-        let head_len = head.len() as u64;
         let file = std::fs::File::options()
             .read(true)
             .write(true)
@@ -175,7 +175,7 @@ impl ShardStream {
             .with_context(|| format!("creating {}", tmp.display()))?;
         let images = (n * size as usize * size as usize) as u64;
         file.write_all_at(&head, 0)
-            .and_then(|()| file.write_all_at(&copy, head_len + images))
+            .and_then(|()| file.write_all_at(&copy, head.len() as u64 + images))
             .with_context(|| format!("writing {}", tmp.display()))?;
         Ok(ShardStream {
             path: path.to_path_buf(),
@@ -187,7 +187,7 @@ impl ShardStream {
             labels,
             record,
             copy,
-            head_len,
+            head,
             state: Mutex::new((vec![EMPTY; n], false)),
             changed: Condvar::new(),
             finished: false,
@@ -199,7 +199,7 @@ impl ShardStream {
     }
 
     fn offset(&self, slot: usize) -> u64 {
-        self.head_len + (slot * self.sample_bytes()) as u64
+        (self.head.len() + slot * self.sample_bytes()) as u64
     }
 
     fn mark(&self, slot: usize, state: u8) {
@@ -237,13 +237,7 @@ impl ShardStream {
         use sha2::Digest;
         use std::os::unix::fs::FileExt;
         let mut hasher = sha2::Sha256::new();
-        hasher.update(head(
-            self.size,
-            &self.labels,
-            &self.record,
-            &self.split,
-            &self.classes,
-        ));
+        hasher.update(&self.head);
         let mut buf = vec![0u8; self.sample_bytes()];
         for slot in 0..self.labels.len() {
             {
