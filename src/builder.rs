@@ -1,19 +1,26 @@
-//! `covidx build`: the metadata stages wired together (ingest -> label -> locate -> split) and
-//! the outputs written atomically: split files, manifest (Parquet + CSV), summary, lock file.
+//! `covidx build`, the orchestrator: takes the output directory (exclusive lock, never inside
+//! the sources), runs the metadata stages (ingest -> label -> locate -> split), the image stage
+//! when enabled, writes the metadata outputs, removes outputs of an earlier build that this
+//! build did not write, and writes the lock file last over exactly what is there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::build_dir::{self, BuildDir};
 use crate::config::Pipeline;
 use crate::fsutil;
-use crate::imaging::stage::{self as image_stage, StageOptions, StageOutcome};
+use crate::imaging::stage::{self as image_stage, StageInput, StageOptions, StageOutcome};
 use crate::ingest::{self, ImageCheck};
 use crate::label;
-use crate::lock::{Lock, FORMAT, LOCK_FILE};
-use crate::record::{self, Record};
+use crate::lock::{Lock, FORMAT};
+use crate::outputs;
+use crate::record::Record;
 use crate::split::{self, Assignment};
-use crate::summary::{self, Summary};
+use crate::summary::Summary;
+
+pub use crate::outputs::split_line;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -64,16 +71,8 @@ pub struct BuildOutcome {
     pub lock: Lock,
     /// The image stage's result, when it ran.
     pub images: Option<StageOutcome>,
-}
-
-/// A COVID-Net split-file line for a record.
-pub fn split_line(r: &Record, classes: &[String], columns: u8) -> String {
-    let label = &classes[r.label.expect("split records are labelled")];
-    let image = r.split_image();
-    match columns {
-        4 => format!("{} {} {} {}\n", r.patient, image, label, r.tag),
-        _ => format!("{} {} {}\n", r.patient, image, label),
-    }
+    /// Files of an earlier build in the output directory that this build removed.
+    pub removed: Vec<String>,
 }
 
 /// Runs the metadata stages without writing anything.
@@ -106,6 +105,53 @@ pub fn plan(
     Ok((records, assignment, inputs))
 }
 
+/// `path` made absolute with every existing ancestor resolved (symlinks included), so two
+/// spellings of one place compare equal even before the last parts exist.
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing
+        .canonicalize()
+        .with_context(|| format!("resolving {}", existing.display()))?;
+    out.extend(rest.iter().rev());
+    Ok(out)
+}
+
+/// Refuses an output directory that is the sources directory or lies inside it: a build
+/// never writes into its inputs.
+pub fn check_out_dir(out: &Path, sources: &Path) -> Result<()> {
+    let (o, s) = (resolved(out)?, resolved(sources)?);
+    if o.starts_with(&s) {
+        bail!(
+            "--out {} is {} the sources directory {}: a build never writes into its inputs; \
+             choose an output directory outside it",
+            out.display(),
+            if o == s { "" } else { "inside" },
+            sources.display()
+        );
+    }
+    Ok(())
+}
+
+/// The hash that decides whether an earlier run's shards can be kept: tool version, pipeline
+/// and every input's hash.
+fn image_params(pipeline_sha: &str, inputs: &crate::sources::InputHashes) -> Result<String> {
+    let inputs = serde_json::to_string(inputs)?;
+    Ok(fsutil::sha256_hex(
+        format!("{} {pipeline_sha} {inputs}", env!("CARGO_PKG_VERSION")).as_bytes(),
+    ))
+}
+
 /// Runs a whole build and writes its outputs.
 pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     let (pipeline, pipeline_bytes) = Pipeline::load(&opts.pipeline)?;
@@ -118,91 +164,48 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         bail!("--images reads every image: it cannot be combined with --metadata-only");
     }
     let run_images = opts.images || (pipeline.images.enabled && !opts.metadata_only);
+    check_out_dir(&opts.out, &opts.sources)?;
+    let dir = BuildDir::new(&opts.out);
+    let _held = dir.lock_exclusive()?;
     let (mut records, assignment, inputs) = plan(&pipeline, &opts.sources, check)?;
 
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    let lock_path = opts.out.join(LOCK_FILE);
-    // An old lock must not vouch for outputs that are being replaced.
-    if lock_path.exists() {
-        std::fs::remove_file(&lock_path)
-            .with_context(|| format!("removing stale {}", lock_path.display()))?;
-    }
+    // An old lock must not vouch for outputs that are being replaced, and image-stage outputs
+    // of an earlier build must not outlive a build that writes none.
+    let mut removed = dir.remove_outputs_except(|rel| {
+        rel != build_dir::LOCK && (run_images || !is_image_output(rel))
+    })?;
     let pipeline_sha = fsutil::sha256_hex(&pipeline_bytes);
+    let mut outputs = BTreeMap::new();
     let images = if run_images {
-        let params = fsutil::sha256_hex(
-            format!(
-                "{} {pipeline_sha} {}",
-                env!("CARGO_PKG_VERSION"),
-                serde_json::to_string(&inputs)?
-            )
-            .as_bytes(),
-        );
+        let params = image_params(&pipeline_sha, &inputs)?;
+        let input = StageInput {
+            pipeline: &pipeline,
+            sources_dir: &opts.sources,
+            records: &records,
+            assignment: &assignment,
+            dir: &dir,
+            params: &params,
+        };
         let stage_opts = StageOptions {
             strict: opts.strict,
             progress: opts.progress,
         };
-        let outcome = image_stage::run(
-            &pipeline,
-            &opts.sources,
-            &records,
-            &assignment,
-            &opts.out,
-            &params,
-            stage_opts,
-        )?;
+        let outcome = image_stage::run(&input, stage_opts)?;
         for q in &outcome.quarantine {
             records[q.record].image_error = Some(format!("{}: {}", q.reason, q.detail));
         }
+        outputs.extend(outcome.outputs.clone());
         Some(outcome)
     } else {
         None
     };
-
-    let classes = &pipeline.classes;
-    let t = std::time::Instant::now();
-    let manifest = record::manifest_frame(&records, classes)?;
-    let summary = summary::summarize(&manifest, classes)?;
-    tracing::info!("manifest + summary: {:.3?}", t.elapsed());
-    let t = std::time::Instant::now();
-
-    let columns = pipeline.output.columns;
-    let lines = |idx: &[usize]| -> Vec<u8> {
-        idx.iter()
-            .map(|&i| split_line(&records[i], classes, columns))
-            .collect::<String>()
-            .into_bytes()
-    };
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
-        ("splits/train.txt", lines(&assignment.train)),
-        ("splits/test.txt", lines(&assignment.test)),
-        ("manifest.parquet", record::parquet_bytes(&manifest)?),
-        ("manifest.csv", record::manifest_csv(&manifest)?),
-        ("pipeline.toml", pipeline_bytes.clone()),
-        ("summary.txt", summary::render(&summary).into_bytes()),
-    ];
-    let mut outputs = std::collections::BTreeMap::new();
-    if let Some(img) = &images {
-        files.push((
-            "quarantine.csv",
-            image_stage::quarantine_csv(&img.quarantine)?,
-        ));
-        let aug = image_stage::augment_frame(&img.samples)?;
-        files.push(("augment.parquet", record::parquet_bytes(&aug)?));
-        // Shard hashes were computed while writing; only the index is read back.
-        for (split, entries) in &img.index.splits {
-            for e in entries {
-                outputs.insert(format!("shards/{split}/{}", e.file), e.sha256.clone());
-            }
-        }
-        let index = fsutil::sha256_file(&opts.out.join("shards/index.json"))?;
-        outputs.insert("shards/index.json".to_string(), index);
+    let written = outputs::write(&dir, &pipeline, &pipeline_bytes, &records, &assignment)?;
+    outputs.extend(written.outputs);
+    // Whatever of ours is left and was not written now is an earlier build's.
+    removed.extend(dir.remove_outputs_except(|rel| outputs.contains_key(rel))?);
+    for rel in &removed {
+        tracing::info!("removed {rel} (an output of an earlier build this build does not write)");
     }
-    for (rel, bytes) in &files {
-        fsutil::write_atomic(&opts.out.join(rel), bytes)?;
-        outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
-    }
-    tracing::info!("outputs written: {:.3?}", t.elapsed());
     let lock = Lock {
         format: FORMAT.to_string(),
         tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
@@ -217,13 +220,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         inputs,
         outputs,
     };
-    fsutil::write_atomic(&lock_path, &lock.to_bytes())?;
+    fsutil::write_atomic(&dir.lock(), &lock.to_bytes())?;
     Ok(BuildOutcome {
         pipeline,
         records,
         assignment,
-        summary,
+        summary: written.summary,
         lock,
         images,
+        removed,
     })
+}
+
+/// True for files only the image stage writes.
+fn is_image_output(rel: &str) -> bool {
+    build_dir::IMAGE_OUTPUTS.contains(&rel) || rel.starts_with(&format!("{}/", build_dir::SHARDS))
 }

@@ -69,6 +69,57 @@ impl Default for ImagesConfig {
     }
 }
 
+/// Checks that `v` is a finite number in `lo..=hi`, naming `key` otherwise.
+fn in_range(key: &str, v: f32, lo: f32, hi: f32) -> Result<()> {
+    if !(v.is_finite() && (lo..=hi).contains(&v)) {
+        bail!("{key}: {v} (must be a finite number from {lo} to {hi})");
+    }
+    Ok(())
+}
+
+impl ImagesConfig {
+    /// Checks every image setting: sizes in bounds and every float finite and in a sane range
+    /// (a `nan` or `inf` would otherwise give blank samples).
+    fn validate(&self) -> Result<()> {
+        if !(8..=4096).contains(&self.size) {
+            bail!("images.size: {} (must be 8 to 4096)", self.size);
+        }
+        if !(self.crop_top.is_finite() && (0.0..0.9).contains(&self.crop_top)) {
+            bail!("images.crop_top: {} (must be in [0, 0.9))", self.crop_top);
+        }
+        if self.copies > 255 {
+            bail!("images.copies: {} (at most 255)", self.copies);
+        }
+        if !(1..=65_536).contains(&self.shard_mib) {
+            bail!("images.shard_mib: {} (must be 1 to 65536)", self.shard_mib);
+        }
+        let a = &self.augment;
+        in_range("images.augment.rotation", a.rotation, 0.0, 180.0)?;
+        in_range("images.augment.shift_x", a.shift_x, 0.0, 1.0)?;
+        in_range("images.augment.shift_y", a.shift_y, 0.0, 1.0)?;
+        in_range("images.augment.flip", a.flip, 0.0, 1.0)?;
+        in_range(
+            "images.augment.intensity_shift",
+            a.intensity_shift,
+            0.0,
+            1.0,
+        )?;
+        for (key, [lo, hi]) in [
+            ("zoom_x", a.zoom_x),
+            ("zoom_y", a.zoom_y),
+            ("brightness", a.brightness),
+        ] {
+            let key = format!("images.augment.{key}");
+            in_range(&key, lo, 0.01, 100.0)?;
+            in_range(&key, hi, 0.01, 100.0)?;
+            if lo > hi {
+                bail!("{key}: [{lo}, {hi}] must be min <= max");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a raw finding string is read before the mapping table is applied.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -331,12 +382,26 @@ impl Pipeline {
     }
 
     fn validate(&self) -> Result<()> {
+        self.validate_classes()?;
+        let names = self.validate_sources()?;
+        self.validate_split(&names)?;
+        self.images.validate()?;
+        if !(self.output.columns == 3 || self.output.columns == 4) {
+            bail!("output.columns: {} (must be 3 or 4)", self.output.columns);
+        }
+        Ok(())
+    }
+
+    fn validate_classes(&self) -> Result<()> {
         if self.classes.is_empty() {
             bail!("classes: at least one class is required");
         }
         let mut seen = BTreeSet::new();
         for c in &self.classes {
-            if c.trim().is_empty() || c.contains(char::is_whitespace) {
+            if c.trim().is_empty()
+                || c.contains(char::is_whitespace)
+                || c.contains(char::is_control)
+            {
                 bail!(
                     "classes: {c:?} is empty or holds whitespace (split files are space-separated)"
                 );
@@ -348,6 +413,11 @@ impl Pipeline {
         for (finding, class) in &self.labels.map {
             self.check_class(&format!("labels.map.{finding:?}"), class)?;
         }
+        Ok(())
+    }
+
+    /// Checks every source; returns the source names.
+    fn validate_sources(&self) -> Result<BTreeSet<&str>> {
         if self.sources.is_empty() {
             bail!("sources: at least one source is required");
         }
@@ -357,51 +427,76 @@ impl Pipeline {
             if !names.insert(s.name.as_str()) {
                 bail!("{key}.name: source name {:?} is used twice", s.name);
             }
-            let generic = s.kind == SourceKind::Csv;
-            if generic {
-                if s.columns.is_none() {
-                    bail!("{key}.columns: required for kind = \"csv\"");
-                }
-                if s.dir.is_none() {
-                    bail!("{key}.dir: required for kind = \"csv\"");
-                }
-                if s.metadata.is_none() {
-                    bail!("{key}.metadata: required for kind = \"csv\"");
-                }
-            } else {
-                for (field, set) in [
-                    ("columns", s.columns.is_some()),
-                    ("image_dir", s.image_dir.is_some()),
-                    ("finding_separator", s.finding_separator.is_some()),
-                    ("delimiter", s.delimiter.is_some()),
-                ] {
-                    if set {
-                        bail!("{key}.{field}: only allowed for kind = \"csv\"");
-                    }
-                }
+            self.validate_source(&key, s)?;
+        }
+        Ok(names)
+    }
+
+    fn validate_source(&self, key: &str, s: &SourceConfig) -> Result<()> {
+        if s.kind == SourceKind::Csv {
+            if s.columns.is_none() {
+                bail!("{key}.columns: required for kind = \"csv\"");
             }
-            if s.output_ext.is_some() && s.kind != SourceKind::Rsna {
-                bail!("{key}.output_ext: only allowed for kind = \"rsna\"");
+            if s.dir.is_none() {
+                bail!("{key}.dir: required for kind = \"csv\"");
             }
-            for (field, rel) in [("dir", &s.dir), ("metadata", &s.metadata)] {
-                if let Some(rel) = rel {
-                    crate::fsutil::check_relative(rel).with_context(|| format!("{key}.{field}"))?;
+            if s.metadata.is_none() {
+                bail!("{key}.metadata: required for kind = \"csv\"");
+            }
+        } else {
+            for (field, set) in [
+                ("columns", s.columns.is_some()),
+                ("image_dir", s.image_dir.is_some()),
+                ("finding_separator", s.finding_separator.is_some()),
+                ("delimiter", s.delimiter.is_some()),
+            ] {
+                if set {
+                    bail!("{key}.{field}: only allowed for kind = \"csv\"");
                 }
-            }
-            if let Some(tag) = &s.tag {
-                if tag.is_empty() || tag.contains(char::is_whitespace) {
-                    bail!("{key}.tag: {tag:?} is empty or holds whitespace");
-                }
-            }
-            for class in s.test_patients.keys() {
-                self.check_class(&format!("{key}.test_patients"), class)?;
-            }
-            for (class, path) in &s.test_pools {
-                self.check_class(&format!("{key}.test_pools"), class)?;
-                crate::fsutil::check_relative(path)
-                    .with_context(|| format!("{key}.test_pools.{class:?}"))?;
             }
         }
+        if let Some(d) = s.delimiter {
+            if !d.is_ascii() || d == '"' || d == '\n' || d == '\r' {
+                bail!("{key}.delimiter: {d:?} must be one ASCII character other than a quote or line break");
+            }
+        }
+        if s.output_ext.is_some() && s.kind != SourceKind::Rsna {
+            bail!("{key}.output_ext: only allowed for kind = \"rsna\"");
+        }
+        for (field, rel) in [
+            ("dir", &s.dir),
+            ("metadata", &s.metadata),
+            ("image_dir", &s.image_dir),
+        ] {
+            if let Some(rel) = rel.as_ref().filter(|r| !r.is_empty()) {
+                crate::fsutil::check_relative(rel).with_context(|| format!("{key}.{field}"))?;
+            }
+        }
+        if let Some(ext) = &s.output_ext {
+            if ext.is_empty()
+                || ext.contains(|c: char| c == '/' || c.is_whitespace() || c.is_control())
+            {
+                bail!("{key}.output_ext: {ext:?} is not a file extension");
+            }
+        }
+        if let Some(tag) = &s.tag {
+            if tag.is_empty() || tag.contains(char::is_whitespace) || tag.contains(char::is_control)
+            {
+                bail!("{key}.tag: {tag:?} is empty or holds whitespace");
+            }
+        }
+        for class in s.test_patients.keys() {
+            self.check_class(&format!("{key}.test_patients"), class)?;
+        }
+        for (class, path) in &s.test_pools {
+            self.check_class(&format!("{key}.test_pools"), class)?;
+            crate::fsutil::check_relative(path)
+                .with_context(|| format!("{key}.test_pools.{class:?}"))?;
+        }
+        Ok(())
+    }
+
+    fn validate_split(&self, names: &BTreeSet<&str>) -> Result<()> {
         let split = &self.split;
         if let Some(order) = &split.order {
             let mut listed = BTreeSet::new();
@@ -443,35 +538,6 @@ impl Pipeline {
         }
         if let Some(p) = &split.pinned_test_list {
             crate::fsutil::check_relative(p).context("split.pinned_test_list")?;
-        }
-        let img = &self.images;
-        if !(8..=4096).contains(&img.size) {
-            bail!("images.size: {} (must be 8 to 4096)", img.size);
-        }
-        if !(0.0..0.9).contains(&img.crop_top) {
-            bail!("images.crop_top: {} (must be in [0, 0.9))", img.crop_top);
-        }
-        if img.copies > 255 {
-            bail!("images.copies: {} (at most 255)", img.copies);
-        }
-        if img.shard_mib == 0 {
-            bail!("images.shard_mib: must be at least 1");
-        }
-        let a = &img.augment;
-        for (key, [lo, hi]) in [
-            ("zoom_x", a.zoom_x),
-            ("zoom_y", a.zoom_y),
-            ("brightness", a.brightness),
-        ] {
-            if !(lo > 0.0 && lo <= hi) {
-                bail!("images.augment.{key}: [{lo}, {hi}] must be 0 < min <= max");
-            }
-        }
-        if !(0.0..=1.0).contains(&a.flip) {
-            bail!("images.augment.flip: {} is not a probability", a.flip);
-        }
-        if !(self.output.columns == 3 || self.output.columns == 4) {
-            bail!("output.columns: {} (must be 3 or 4)", self.output.columns);
         }
         Ok(())
     }

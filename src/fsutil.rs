@@ -59,6 +59,15 @@ pub fn open_confined(root: &Path, rel: &str) -> Result<File> {
     File::open(&real).with_context(|| format!("opening {}", path.display()))
 }
 
+/// Reads `root/rel` whole through [`open_confined`].
+pub fn read_confined(root: &Path, rel: &str) -> Result<Vec<u8>> {
+    let mut f = open_confined(root, rel)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", root.join(rel).display()))?;
+    Ok(bytes)
+}
+
 /// Lower-case hex SHA-256 of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -5,6 +5,7 @@
 //! outputs ([`record`] manifest, [`summary`], [`lock`]); [`builder`] wires them, [`cli`] exposes
 //! them, [`demo`] generates a miniature of the upstream layouts.
 
+pub mod build_dir;
 pub mod builder;
 pub mod cli;
 pub mod config;
@@ -14,7 +15,10 @@ pub mod imaging;
 pub mod ingest;
 pub mod label;
 pub mod lock;
+pub mod manifest;
 pub mod npy;
+pub mod outputs;
+pub mod progress;
 pub mod record;
 pub mod shards;
 pub mod sources;

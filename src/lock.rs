@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 
-/// File name of the lock file inside a build's output directory.
-pub const LOCK_FILE: &str = "covidx.lock.json";
 /// Format name written into every lock file.
 pub const FORMAT: &str = "covidx-lock/1";
 

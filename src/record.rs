@@ -2,9 +2,6 @@
 
 use std::fmt;
 
-use anyhow::Result;
-use polars::prelude::*;
-
 /// Why a candidate record is in no split. Every record that is not in train or test carries
 /// exactly one reason, so nothing is dropped silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,6 +28,9 @@ pub enum Exclusion {
     Duplicate,
     /// In the test pool but not in the pinned published test list.
     TestPoolNotPinned,
+    /// The patient id or image name cannot be written to a space-separated split file
+    /// (whitespace in a patient id, a line break or control character in either).
+    InvalidName,
 }
 
 impl Exclusion {
@@ -48,6 +48,7 @@ impl Exclusion {
             Exclusion::UnreadableImage => "unreadable-image",
             Exclusion::Duplicate => "duplicate",
             Exclusion::TestPoolNotPinned => "test-pool-not-pinned",
+            Exclusion::InvalidName => "invalid-name",
         }
     }
 }
@@ -141,10 +142,9 @@ impl Record {
         }
     }
 
-    /// The image name as written to split files: spaces become `_`, since split files are
-    /// space-separated.
+    /// The image name as written to split files (see [`split_name`]).
     pub fn split_image(&self) -> String {
-        self.image.replace(' ', "_")
+        split_name(&self.image)
     }
 
     /// "file:line" for messages.
@@ -153,69 +153,21 @@ impl Record {
     }
 }
 
-/// Builds the manifest DataFrame: one row per candidate record, every column.
-pub fn manifest_frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
-    let n = records.len();
-    let col = |name: &str, f: &dyn Fn(&Record) -> String| -> Column {
-        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
-    };
-    let opt = |name: &str, f: &dyn Fn(&Record) -> Option<String>| -> Column {
-        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
-    };
-    let columns = vec![
-        Column::new("record".into(), (0..n as u64).collect::<Vec<_>>()),
-        col("source", &|r| r.source.clone()),
-        col("tag", &|r| r.tag.clone()),
-        col("file", &|r| r.file.clone()),
-        Column::new(
-            "line".into(),
-            records.iter().map(|r| r.line).collect::<Vec<_>>(),
-        ),
-        col("patient", &|r| r.patient.clone()),
-        col("patient_key", &|r| r.patient_key()),
-        col("image", &|r| r.image.clone()),
-        col("path", &|r| r.path.clone()),
-        col("finding", &|r| r.finding.clone()),
-        col("finding_parsed", &|r| r.parsed.clone()),
-        col("view", &|r| r.view.clone()),
-        col("modality", &|r| r.modality.clone()),
-        opt("label", &|r| r.label.map(|l| classes[l].clone())),
-        opt("split", &|r| r.split.map(|s| s.name().to_string())),
-        Column::new(
-            "test_pool".into(),
-            records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
-        ),
-        opt("exclusion", &|r| r.exclusion.map(|e| e.code().to_string())),
-        col("detail", &|r| r.detail.clone()),
-        opt("sha256", &|r| r.sha256.clone()),
-        opt("image_error", &|r| r.image_error.clone()),
-    ];
-    Ok(DataFrame::new(n, columns)?)
+/// An image name as written to split files: spaces become `_`, since split files are
+/// space-separated (names with other whitespace or control characters never reach a split:
+/// they are excluded as [`Exclusion::InvalidName`]).
+pub fn split_name(image: &str) -> String {
+    image.replace(' ', "_")
 }
 
-/// Serialises a frame (the manifest, the augmentation table) as Parquet (snappy) into memory.
-pub fn parquet_bytes(df: &DataFrame) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut df = df.clone();
-    ParquetWriter::new(&mut buf)
-        .with_compression(ParquetCompression::Snappy)
-        .set_parallel(false)
-        .finish(&mut df)?;
-    Ok(buf)
-}
-
-/// Serialises the manifest as CSV (header, `,`-separated, RFC 4180 quoting) into memory.
-pub fn manifest_csv(df: &DataFrame) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut df = df.clone();
-    CsvWriter::new(&mut buf)
-        .include_header(true)
-        .finish(&mut df)?;
-    Ok(buf)
-}
-
-/// Reads a manifest written by [`parquet_bytes`].
-pub fn read_manifest(path: &std::path::Path) -> Result<DataFrame> {
-    let f = std::fs::File::open(path)?;
-    Ok(ParquetReader::new(f).finish()?)
+/// Why `value` cannot be written into a split file as the given column, if it cannot: a
+/// patient id must hold no whitespace, an image name no whitespace but spaces (which become
+/// `_`), and neither a control character.
+pub fn unwritable(value: &str, patient: bool) -> Option<String> {
+    let bad = value
+        .chars()
+        .find(|&c| c.is_control() || (c.is_whitespace() && (patient || c != ' ')))?;
+    Some(format!(
+        "holds {bad:?}, which a space-separated split file cannot carry"
+    ))
 }

@@ -139,8 +139,15 @@ fn demo_build_handles_every_quirk() {
     assert!(test.contains("2 covid_2_(day_1).jpeg COVID-19 cohen\n"));
 
     // The manifest has one row per candidate record and reads back.
-    let df = covidx::record::read_manifest(&out.join("manifest.parquet")).unwrap();
-    assert_eq!(df.height(), o.records.len());
+    let m = covidx::manifest::Manifest::read(&out.join("manifest.parquet")).unwrap();
+    assert_eq!(m.len(), o.records.len());
+    for (row, r) in m.rows.iter().zip(&o.records) {
+        assert_eq!(
+            (&row.path, &row.patient, row.split),
+            (&r.path, &r.patient, r.split)
+        );
+        assert_eq!(row.label, r.label.map(|l| o.pipeline.classes[l].clone()));
+    }
     let csv = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
     assert!(csv.starts_with("record,source,tag,file,line,patient,patient_key,image,path,finding"));
 }

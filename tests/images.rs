@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use covidx::builder::{build, BuildOptions};
-use covidx::shards::{self, Index};
+use covidx::shards::{Index, Shard};
 
 /// Runs a command to success and returns its stdout; a failure shows its stderr.
 fn run_ok(cmd: &mut Command) -> String {
@@ -64,7 +64,7 @@ fn demo_shards_hold_every_record_with_its_copies() {
     let o = demo(tmp.path());
     let img = o.images.as_ref().expect("demo enables the image stage");
     assert!(img.quarantine.is_empty(), "{:?}", img.quarantine);
-    let index = Index::read(&tmp.path().join("out/shards/index.json")).unwrap();
+    let index = Index::load(&tmp.path().join("out/shards/index.json")).unwrap();
     assert!(index.complete);
     assert_eq!(index.size, 64);
     let mut seen = std::collections::BTreeMap::new();
@@ -72,7 +72,7 @@ fn demo_shards_hold_every_record_with_its_copies() {
         for e in entries {
             let path = tmp.path().join(format!("out/shards/{split}/{}", e.file));
             assert_eq!(covidx::fsutil::sha256_file(&path).unwrap(), e.sha256);
-            let d = shards::read(&path).unwrap();
+            let d = Shard::open(&path).unwrap().to_data();
             assert_eq!(d.len(), e.samples);
             for i in 0..d.len() {
                 let r = &o.records[d.record[i] as usize];
@@ -112,7 +112,12 @@ fn demo_shards_hold_every_record_with_its_copies() {
     assert!(mismatches.is_empty(), "{mismatches:?}");
     // The augmentation table lists every sample, and `process` regenerates any sample from
     // (seed, record, copy) byte for byte with the listed parameters.
-    let aug = covidx::record::read_manifest(&tmp.path().join("out/augment.parquet")).unwrap();
+    let aug = covidx::manifest::read_table(
+        &tmp.path().join("out/augment.parquet"),
+        covidx::imaging::stage::tables::AUGMENT_FORMAT,
+        covidx::imaging::stage::tables::AUGMENT_VERSION,
+    )
+    .unwrap();
     assert_eq!(aug.height(), seen.values().sum::<usize>());
     let col = |name: &str| aug.column(name).unwrap().as_materialized_series().clone();
     let (records, copies, angles) = (col("record"), col("copy"), col("angle"));
@@ -122,7 +127,9 @@ fn demo_shards_hold_every_record_with_its_copies() {
         angles.f32().unwrap(),
     );
     let (pipeline, _) = covidx::config::Pipeline::load(&tmp.path().join("demo.toml")).unwrap();
-    let d = shards::read(&tmp.path().join("out/shards/train/shard-00000.safetensors")).unwrap();
+    let d = Shard::open(&tmp.path().join("out/shards/train/shard-00000.safetensors"))
+        .unwrap()
+        .to_data();
     let s2 = 64 * 64;
     for k in (0..d.len()).step_by(5) {
         let r = &o.records[d.record[k] as usize];
@@ -212,7 +219,7 @@ fn bad_images_are_quarantined_and_the_run_continues() {
     assert!(
         csv.starts_with("record,path,reason,detail\n") && csv.contains("g/images/empty.png,empty")
     );
-    let index = Index::read(&tmp.path().join("out/shards/index.json")).unwrap();
+    let index = Index::load(&tmp.path().join("out/shards/index.json")).unwrap();
     assert_eq!(
         index.splits["train"][0].samples, 2,
         "only the good image, clean + 1 copy"
@@ -292,7 +299,7 @@ fn a_killed_build_resumes_to_identical_bytes() {
     };
     let whole = tmp.path().join("whole");
     assert!(run(&whole, "0").wait().unwrap().success());
-    let n_shards = Index::read(&whole.join("shards/index.json"))
+    let n_shards = Index::load(&whole.join("shards/index.json"))
         .unwrap()
         .splits["train"]
         .len();
@@ -448,7 +455,7 @@ for name in names:
         let npy = std::fs::read(tmp.path().join(format!("{name}.npy"))).unwrap();
         let want = covidx::npy::read_f64(&npy, name).unwrap();
         let bytes = std::fs::read(path).unwrap();
-        let (w, h, got) = covidx::imaging::decode::dicom_raw_values(&bytes)
+        let (w, h, got) = covidx::imaging::dicom::dicom_raw_values(&bytes)
             .unwrap_or_else(|e| panic!("{name} ({ts}): {e}"));
         assert_eq!(got.len(), want.len(), "{name}: {w}x{h}");
         let lossy = ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51";

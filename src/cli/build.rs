@@ -41,7 +41,8 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
         for (split, entries) in &img.index.splits {
             let samples: usize = entries.iter().map(|e| e.samples).sum();
             println!(
-                "shards/{split}: {samples} samples of {s}x{s} in {} shards",
+                "{}/{split}: {samples} samples of {s}x{s} in {} shards",
+                crate::build_dir::SHARDS,
                 entries.len(),
                 s = img.index.size
             );
@@ -61,8 +62,19 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
             println!("  quarantined {}: {}: {}", q.path, q.reason, q.detail);
         }
     }
+    if !outcome.removed.is_empty() {
+        println!(
+            "removed {} outputs of an earlier build that this build does not write (e.g. {})",
+            outcome.removed.len(),
+            outcome.removed[0]
+        );
+    }
+    let dir = crate::build_dir::BuildDir::new(out);
     println!(
-        "\nwrote {}/splits/{{train,test}}.txt, manifest.parquet, manifest.csv, covidx.lock.json",
-        out.display()
+        "\nwrote {}, {}, {}, {}",
+        crate::build_dir::split_rel(crate::record::Split::Train),
+        crate::build_dir::split_rel(crate::record::Split::Test),
+        crate::build_dir::MANIFEST,
+        dir.lock().display()
     );
 }

@@ -20,7 +20,7 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<ExitCode> {
         progress: !quiet,
         ..BuildOptions::new(pipeline, sources.clone(), out.clone())
     })?;
-    let (_, mismatches) = lock::verify(&out.join(lock::LOCK_FILE), &sources)?;
+    let (_, mismatches) = lock::verify(&crate::build_dir::BuildDir::new(&out).lock(), &sources)?;
     if !quiet {
         println!("demo sources written to {}", sources.display());
         super::build::print_report(&outcome, &out);

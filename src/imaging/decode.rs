@@ -11,8 +11,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::GrayImage;
+
+use super::dicom::decode_dicom;
 
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -30,7 +31,8 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    /// An error with a reason code and detail.
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
         DecodeError {
             reason,
             detail: detail.into(),
@@ -395,135 +397,6 @@ pub fn read_image(path: &Path) -> Result<Vec<u8>, DecodeError> {
 /// Reads and decodes a file (see [`decode_bytes_for`]).
 pub fn decode_file(path: &Path, hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
     decode_bytes_for(&read_image(path)?, path, hint)
-}
-
-/// Raw stored pixel values of a DICOM's first frame (no rescale, no window), row-major, with
-/// width and height: what pydicom's `pixel_array` holds, for comparisons.
-pub fn dicom_raw_values(bytes: &[u8]) -> Result<(u32, u32, Vec<f64>), DecodeError> {
-    let obj = open_dicom(bytes)?;
-    let px = obj
-        .decode_pixel_data_frame(0)
-        .map_err(|e| dicom_decode_error(&obj, e))?;
-    let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
-    let v: Vec<f64> = px
-        .to_vec_frame_with_options(0, &opts)
-        .map_err(|e| DecodeError::new("corrupt", e.to_string()))?;
-    Ok((px.columns(), px.rows(), v))
-}
-
-type DicomFile = dicom_object::FileDicomObject<dicom_object::InMemDicomObject>;
-
-fn open_dicom(bytes: &[u8]) -> Result<DicomFile, DecodeError> {
-    let obj = dicom_object::OpenFileOptions::new()
-        .from_reader(Cursor::new(&bytes[128..]))
-        .map_err(|e| DecodeError::new("corrupt", format!("DICOM: {e}")))?;
-    let dim = |tag| -> Option<u32> { obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok()) };
-    use dicom_dictionary_std::tags;
-    let (rows, cols) = (dim(tags::ROWS), dim(tags::COLUMNS));
-    let (Some(rows), Some(cols)) = (rows, cols) else {
-        return Err(DecodeError::new(
-            "corrupt",
-            "DICOM without Rows/Columns (no image)",
-        ));
-    };
-    let frames = dim(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u64;
-    let spp = dim(tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u64;
-    let bits = dim(tags::BITS_ALLOCATED).unwrap_or(16).max(8) as u64;
-    let alloc = rows as u64 * cols as u64 * frames * spp * bits.div_ceil(8);
-    if rows > MAX_SIDE || cols > MAX_SIDE || alloc > MAX_ALLOC {
-        return Err(DecodeError::new(
-            "too-large",
-            format!("{cols}x{rows}x{frames} frames would need {alloc} bytes"),
-        ));
-    }
-    Ok(obj)
-}
-
-fn dicom_decode_error(obj: &DicomFile, e: dicom_pixeldata::Error) -> DecodeError {
-    let ts = obj
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_string();
-    use dicom_transfer_syntax_registry::TransferSyntaxIndex;
-    let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(&ts)
-        .map(|t| t.name().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
-    let msg = e.to_string();
-    if msg.to_ascii_lowercase().contains("unsupported") {
-        DecodeError::new(
-            "unsupported",
-            format!("transfer syntax {ts} ({name}) is not supported: {msg}"),
-        )
-    } else {
-        DecodeError::new("corrupt", format!("DICOM pixel data ({ts}, {name}): {msg}"))
-    }
-}
-
-fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
-    let obj = open_dicom(bytes)?;
-    let px = obj
-        .decode_pixel_data_frame(0)
-        .map_err(|e| dicom_decode_error(&obj, e))?;
-    let (w, h) = (px.columns(), px.rows());
-    let spp = px.samples_per_pixel() as usize;
-    // Modality LUT (rescale slope/intercept) applied, VOI left to us.
-    let opts = ConvertOptions::new().with_voi_lut(VoiLutOption::Identity);
-    let values: Vec<f32> = px
-        .to_vec_frame_with_options(0, &opts)
-        .map_err(|e| DecodeError::new("corrupt", e.to_string()))?;
-    let n = w as usize * h as usize;
-    if values.len() < n * spp {
-        return Err(DecodeError::new(
-            "corrupt",
-            format!("{} samples for {w}x{h}x{spp}", values.len()),
-        ));
-    }
-    let gray: Vec<f32> = if spp >= 3 {
-        values
-            .chunks_exact(spp)
-            .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
-            .collect()
-    } else {
-        values[..n].to_vec()
-    };
-    let window = px
-        .window()
-        .ok()
-        .flatten()
-        .and_then(|w| w.first().copied())
-        .filter(|w| w.width > 1.0 && spp == 1);
-    let mut out: Vec<u8> = match window {
-        // DICOM PS3.3 C.11.2.1.2.1, linear function.
-        Some(wl) => {
-            let (c, wd) = (wl.center as f32, wl.width as f32);
-            gray.iter()
-                .map(|&x| {
-                    let y = ((x - (c - 0.5)) / (wd - 1.0) + 0.5) * 255.0;
-                    y.round().clamp(0.0, 255.0) as u8
-                })
-                .collect()
-        }
-        None => {
-            let (lo, hi) = gray
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
-                    (a.min(x), b.max(x))
-                });
-            let scale = 255.0 / (hi - lo).max(1.0);
-            gray.iter()
-                .map(|&x| ((x - lo) * scale).round().clamp(0.0, 255.0) as u8)
-                .collect()
-        }
-    };
-    if px.photometric_interpretation().as_str() == "MONOCHROME1" {
-        for v in &mut out {
-            *v = 255 - *v;
-        }
-    }
-    GrayImage::from_raw(w, h, out)
-        .ok_or_else(|| DecodeError::new("corrupt", "pixel buffer size mismatch"))
 }
 
 #[cfg(test)]

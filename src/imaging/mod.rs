@@ -3,5 +3,6 @@
 
 pub mod augment;
 pub mod decode;
+pub mod dicom;
 pub mod preprocess;
 pub mod stage;

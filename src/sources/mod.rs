@@ -36,8 +36,28 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         SourceKind::Csv => generic::read(ctx, src),
     }
     .with_context(|| format!("reading source {:?} ({:?})", src.name, src.kind))?;
+    exclude_unwritable_names(&mut records);
     apply_filters(src, &mut records);
     Ok(records)
+}
+
+/// Excludes records whose patient id or image name cannot be written to a split file
+/// (`invalid-name`, naming file, line and field): they are never written raw.
+pub fn exclude_unwritable_names(records: &mut [Record]) {
+    for r in records.iter_mut().filter(|r| r.is_candidate()) {
+        let problem = [
+            ("patient id", &r.patient, true),
+            ("image name", &r.image, false),
+        ]
+        .into_iter()
+        .find_map(|(field, value, patient)| {
+            crate::record::unwritable(value, patient)
+                .map(|why| format!("{}:{}: {field} {value:?} {why}", r.file, r.line))
+        });
+        if let Some(detail) = problem {
+            r.exclude(Exclusion::InvalidName, detail);
+        }
+    }
 }
 
 /// Excludes records whose view or modality is not in the source's filters.

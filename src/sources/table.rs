@@ -134,6 +134,7 @@ impl Table {
         if header.iter().all(|h| h.is_empty()) {
             bail!("{file}: empty header");
         }
+        check_quotes(text.as_bytes(), file, delimiter)?;
         let mut rows = Vec::new();
         let mut fields = StringRecord::new();
         let mut lines = LineCounter::new(text.as_bytes());
@@ -193,6 +194,58 @@ impl Table {
     }
 }
 
+/// Checks the quoting of CSV text the way the csv crate reads it (a `"` at the start of a
+/// field opens a quoted field, `""` inside is a quote, the next lone `"` closes it). Two faults
+/// would otherwise make rows vanish without an error: a quoted field never closed (the csv
+/// crate runs it to the end of the file) and text right after a closing quote (the sign of an
+/// unbalanced quote that swallowed the rows up to the next one). Both are errors naming the
+/// file and the line where the quoted field opened.
+pub fn check_quotes(text: &[u8], file: &str, delimiter: u8) -> Result<()> {
+    let mut line = 1u64;
+    let mut i = 0;
+    let mut field_start = true;
+    while i < text.len() {
+        let b = text[i];
+        if field_start && b == b'"' {
+            let opened = line;
+            i += 1;
+            loop {
+                match text.get(i) {
+                    None => bail!(
+                        "{file}:{opened}: a quoted field opened on this line is never closed \
+                         (it would swallow the rest of the file)"
+                    ),
+                    Some(b'"') if text.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => break,
+                    Some(b'\n') => {
+                        line += 1;
+                        i += 1;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+            i += 1;
+            match text.get(i) {
+                None | Some(b'\n' | b'\r') => {}
+                Some(&d) if d == delimiter => {}
+                Some(&c) => bail!(
+                    "{file}:{line}: text ({:?}) right after the closing quote of a field \
+                     opened on line {opened}: a quote is unbalanced",
+                    c as char
+                ),
+            }
+            field_start = false;
+            continue;
+        }
+        field_start = b == delimiter || b == b'\n' || b == b'\r';
+        if b == b'\n' {
+            line += 1;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,10 +283,32 @@ mod tests {
     }
 
     #[test]
-    fn unterminated_quote_is_reported_with_line() {
-        // csv treats an unterminated quote as running to EOF; the row is then ragged, not lost.
-        let t = Table::parse("a,b\n1,\"x\n2,y\n", "m.csv", b',').unwrap();
-        assert_eq!(t.rows.len(), 1);
-        assert_eq!(t.rows[0].line, 2);
+    fn unterminated_quote_is_an_error_naming_file_and_line() {
+        // The csv crate would run the quoted field to EOF and lose the row on line 3.
+        let err = Table::parse("a,b\n1,\"x\n2,y\n", "m.csv", b',').unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("m.csv:2: a quoted field"), "{msg}");
+        assert!(msg.contains("never closed"), "{msg}");
+    }
+
+    #[test]
+    fn a_quote_that_swallows_rows_until_the_next_quote_is_an_error() {
+        let text = "a,b\n1,\"x\n2,y\n3,\"z\"\n";
+        let msg = format!("{:#}", Table::parse(text, "m.csv", b',').unwrap_err());
+        assert!(msg.starts_with("m.csv:4: text ('z') right after"), "{msg}");
+        assert!(msg.contains("opened on line 2"), "{msg}");
+    }
+
+    #[test]
+    fn well_formed_quotes_pass() {
+        for text in [
+            "a,b\n\"x \"\"q\"\" y\",2\n",
+            "a,b\r\n\"multi\r\nline\",2\r\n",
+            "a,b\nin\"side,2\n",
+            "a;b\n\"x\";\"y\"",
+        ] {
+            let delim = if text.contains(';') { b';' } else { b',' };
+            check_quotes(text.as_bytes(), "m.csv", delim).unwrap();
+        }
     }
 }

@@ -1,0 +1,332 @@
+//! DICOM decoding: a length check of the whole element stream first (no declared length may
+//! exceed the bytes that follow it, so no parser allocates more than the file holds), then
+//! dicom-object and dicom-pixeldata for the pixel data; rescale slope/intercept and the first
+//! VOI window are applied, else min-max; MONOCHROME1 is inverted.
+
+use std::io::Cursor;
+
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use image::GrayImage;
+
+use super::decode::{DecodeError, MAX_ALLOC, MAX_SIDE};
+
+/// Bytes before `DICM` in a Part 10 file.
+const PREAMBLE: usize = 128;
+/// The "undefined length" marker.
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+/// How a data set is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    ExplicitLe,
+    ImplicitLe,
+    ExplicitBe,
+    /// Inside encapsulated pixel data: items are raw fragments.
+    Fragments,
+}
+
+/// Explicit-VR value representations with a 2-byte reserved field and a 4-byte length.
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+/// Checks, before any DICOM parser runs, that every length the file declares (file meta,
+/// data set, nested sequences and items, pixel fragments) fits in the bytes that follow it.
+/// A 10 KB file that claims a 4 GB element is `corrupt`, never a 4 GB allocation. Deflated
+/// data sets cannot be checked without inflating them and are refused as `unsupported`.
+pub fn check_lengths(bytes: &[u8]) -> Result<(), DecodeError> {
+    let corrupt = |at: usize, what: String| {
+        DecodeError::new("corrupt", format!("DICOM at byte {at}: {what}"))
+    };
+    if bytes.len() < PREAMBLE + 4 || &bytes[PREAMBLE..PREAMBLE + 4] != b"DICM" {
+        return Err(DecodeError::new(
+            "corrupt",
+            "no DICM marker after the preamble",
+        ));
+    }
+    let u16_at = |at: usize, be: bool| {
+        let b = [bytes[at], bytes[at + 1]];
+        if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    };
+    let u32_at = |at: usize, be: bool| {
+        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    // File meta information: explicit VR little endian, group 0002.
+    let mut pos = PREAMBLE + 4;
+    let mut syntax = String::new();
+    while pos + 8 <= bytes.len() && u16_at(pos, false) == 0x0002 {
+        let elem = u16_at(pos + 2, false);
+        let (len, header) = if long_vr(&bytes[pos + 4..pos + 6]) {
+            if pos + 12 > bytes.len() {
+                return Err(corrupt(pos, "truncated file meta element".into()));
+            }
+            (u32_at(pos + 8, false) as usize, 12)
+        } else {
+            (u16_at(pos + 6, false) as usize, 8)
+        };
+        let start = pos + header;
+        if len > bytes.len().saturating_sub(start) {
+            return Err(corrupt(
+                pos,
+                format!("file meta element declares {len} bytes"),
+            ));
+        }
+        if elem == 0x0010 {
+            syntax = String::from_utf8_lossy(&bytes[start..start + len])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos = start + len;
+    }
+    let base = match syntax.as_str() {
+        "1.2.840.10008.1.2" => Encoding::ImplicitLe,
+        "1.2.840.10008.1.2.2" => Encoding::ExplicitBe,
+        "1.2.840.10008.1.2.1.99" => {
+            return Err(DecodeError::new(
+                "unsupported",
+                "deflated DICOM data sets are not supported",
+            ))
+        }
+        _ => Encoding::ExplicitLe,
+    };
+    // Open undefined-length containers (sequences, encapsulated pixel data) and the encoding
+    // of their contents; a sequence delimiter closes the innermost one.
+    let mut open: Vec<Encoding> = Vec::new();
+    while pos + 8 <= bytes.len() {
+        let enc = *open.last().unwrap_or(&base);
+        let be = enc == Encoding::ExplicitBe;
+        let (group, elem) = (u16_at(pos, be), u16_at(pos + 2, be));
+        if group == 0xFFFE {
+            let len = u32_at(pos + 4, be);
+            pos += 8;
+            match elem {
+                0xE000 if len == UNDEFINED => {}
+                0xE000 => {
+                    let len = len as usize;
+                    if len > bytes.len() - pos {
+                        return Err(corrupt(pos - 8, format!("item declares {len} bytes")));
+                    }
+                    if enc == Encoding::Fragments {
+                        pos += len;
+                    }
+                }
+                0xE0DD => {
+                    open.pop();
+                }
+                0xE00D => {}
+                other => {
+                    return Err(corrupt(
+                        pos - 8,
+                        format!("unknown item tag (FFFE,{other:04X})"),
+                    ))
+                }
+            }
+            continue;
+        }
+        let (len, header, vr) = match enc {
+            Encoding::ImplicitLe | Encoding::Fragments => (u32_at(pos + 4, false), 8, None),
+            _ => {
+                let vr = [bytes[pos + 4], bytes[pos + 5]];
+                if long_vr(&vr) {
+                    if pos + 12 > bytes.len() {
+                        return Err(corrupt(pos, "truncated element header".into()));
+                    }
+                    (u32_at(pos + 8, be), 12, Some(vr))
+                } else {
+                    (u16_at(pos + 6, be) as u32, 8, Some(vr))
+                }
+            }
+        };
+        pos += header;
+        if len == UNDEFINED {
+            open.push(match (group, elem, vr.as_ref().map(|v| &v[..])) {
+                (0x7FE0, 0x0010, _) => Encoding::Fragments,
+                // An explicit-VR UN of undefined length holds implicit-VR little endian.
+                (_, _, Some(b"UN")) => Encoding::ImplicitLe,
+                _ => enc,
+            });
+            continue;
+        }
+        let len = len as usize;
+        if len > bytes.len() - pos {
+            return Err(corrupt(
+                pos - header,
+                format!(
+                    "element ({group:04X},{elem:04X}) declares {len} bytes, {} remain",
+                    bytes.len() - pos
+                ),
+            ));
+        }
+        // A sequence of defined length is walked into (its items hold elements too); in
+        // implicit VR a sequence is recognised by its first item tag.
+        let starts_item = len >= 4 && {
+            let (g, e) = (u16_at(pos, be), u16_at(pos + 2, be));
+            g == 0xFFFE && e == 0xE000
+        };
+        let sequence = vr.map_or(starts_item, |v| &v == b"SQ");
+        if !sequence {
+            pos += len;
+        }
+    }
+    Ok(())
+}
+
+/// Raw stored pixel values of a DICOM's first frame (no rescale, no window), row-major, with
+/// width and height: what pydicom's `pixel_array` holds, for comparisons.
+pub fn dicom_raw_values(bytes: &[u8]) -> Result<(u32, u32, Vec<f64>), DecodeError> {
+    let obj = open_dicom(bytes)?;
+    let px = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| dicom_decode_error(&obj, e))?;
+    let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+    let v: Vec<f64> = px
+        .to_vec_frame_with_options(0, &opts)
+        .map_err(|e| DecodeError::new("corrupt", e.to_string()))?;
+    Ok((px.columns(), px.rows(), v))
+}
+
+type DicomFile = dicom_object::FileDicomObject<dicom_object::InMemDicomObject>;
+
+fn open_dicom(bytes: &[u8]) -> Result<DicomFile, DecodeError> {
+    check_lengths(bytes)?;
+    let obj = dicom_object::OpenFileOptions::new()
+        .from_reader(Cursor::new(&bytes[PREAMBLE..]))
+        .map_err(|e| DecodeError::new("corrupt", format!("DICOM: {e}")))?;
+    let dim = |tag| -> Option<u32> { obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok()) };
+    use dicom_dictionary_std::tags;
+    let (rows, cols) = (dim(tags::ROWS), dim(tags::COLUMNS));
+    let (Some(rows), Some(cols)) = (rows, cols) else {
+        return Err(DecodeError::new(
+            "corrupt",
+            "DICOM without Rows/Columns (no image)",
+        ));
+    };
+    if rows == 0 || cols == 0 {
+        return Err(DecodeError::new(
+            "corrupt",
+            format!("DICOM image of {cols}x{rows} pixels (Rows and Columns must be positive)"),
+        ));
+    }
+    let frames = dim(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u64;
+    let spp = dim(tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u64;
+    let bits = dim(tags::BITS_ALLOCATED).unwrap_or(16).max(8) as u64;
+    let alloc = rows as u64 * cols as u64 * frames * spp * bits.div_ceil(8);
+    if rows > MAX_SIDE || cols > MAX_SIDE || alloc > MAX_ALLOC {
+        return Err(DecodeError::new(
+            "too-large",
+            format!("{cols}x{rows}x{frames} frames would need {alloc} bytes"),
+        ));
+    }
+    Ok(obj)
+}
+
+fn dicom_decode_error(obj: &DicomFile, e: dicom_pixeldata::Error) -> DecodeError {
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    use dicom_transfer_syntax_registry::TransferSyntaxIndex;
+    let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(&ts)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    let msg = e.to_string();
+    if msg.to_ascii_lowercase().contains("unsupported") {
+        DecodeError::new(
+            "unsupported",
+            format!("transfer syntax {ts} ({name}) is not supported: {msg}"),
+        )
+    } else {
+        DecodeError::new("corrupt", format!("DICOM pixel data ({ts}, {name}): {msg}"))
+    }
+}
+
+pub(super) fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
+    let obj = open_dicom(bytes)?;
+    let px = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| dicom_decode_error(&obj, e))?;
+    let (w, h) = (px.columns(), px.rows());
+    let spp = px.samples_per_pixel() as usize;
+    // Modality LUT (rescale slope/intercept) applied, VOI left to us.
+    let opts = ConvertOptions::new().with_voi_lut(VoiLutOption::Identity);
+    let values: Vec<f32> = px
+        .to_vec_frame_with_options(0, &opts)
+        .map_err(|e| DecodeError::new("corrupt", e.to_string()))?;
+    let n = w as usize * h as usize;
+    if values.len() < n * spp {
+        return Err(DecodeError::new(
+            "corrupt",
+            format!("{} samples for {w}x{h}x{spp}", values.len()),
+        ));
+    }
+    let gray: Vec<f32> = if spp >= 3 {
+        values
+            .chunks_exact(spp)
+            .map(|c| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+            .collect()
+    } else {
+        values[..n].to_vec()
+    };
+    let window = px
+        .window()
+        .ok()
+        .flatten()
+        .and_then(|w| w.first().copied())
+        .filter(|w| w.width > 1.0 && spp == 1);
+    let mut out: Vec<u8> = match window {
+        // DICOM PS3.3 C.11.2.1.2.1, linear function.
+        Some(wl) => {
+            let (c, wd) = (wl.center as f32, wl.width as f32);
+            gray.iter()
+                .map(|&x| {
+                    let y = ((x - (c - 0.5)) / (wd - 1.0) + 0.5) * 255.0;
+                    y.round().clamp(0.0, 255.0) as u8
+                })
+                .collect()
+        }
+        None => {
+            let (lo, hi) = gray
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            let scale = 255.0 / (hi - lo).max(1.0);
+            gray.iter()
+                .map(|&x| ((x - lo) * scale).round().clamp(0.0, 255.0) as u8)
+                .collect()
+        }
+    };
+    if px.photometric_interpretation().as_str() == "MONOCHROME1" {
+        for v in &mut out {
+            *v = 255 - *v;
+        }
+    }
+    GrayImage::from_raw(w, h, out)
+        .ok_or_else(|| DecodeError::new("corrupt", "pixel buffer size mismatch"))
+}

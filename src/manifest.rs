@@ -1,0 +1,454 @@
+//! The manifest (`manifest.parquet`, `manifest.csv`): one row per candidate record with every
+//! decision, written from [`Record`]s and read back into typed [`ManifestRow`]s.
+//!
+//! Column names, types and order are [`COLUMNS`]; the Parquet file carries
+//! `covidx.format = covidx-manifest` and `covidx.version` in its key-value metadata. A reader
+//! accepts any file of the same major version: it needs every column of [`COLUMNS`] with its
+//! type, and ignores columns it does not know (a later minor version may add some).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::{
+    Column, CsvWriter, DataFrame, DataType, KeyValueMetadata, ParquetCompression, ParquetReader,
+    ParquetWriter, SerReader, SerWriter,
+};
+
+use crate::record::{Record, Split};
+
+/// Format name in the Parquet key-value metadata.
+pub const FORMAT: &str = "covidx-manifest";
+/// Format version (`major.minor`; a reader accepts any minor of its major).
+pub const VERSION: &str = "1.0";
+
+/// Column type of the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// UInt64, never null.
+    U64,
+    /// UTF-8 string, never null.
+    Str,
+    /// UTF-8 string or null.
+    OptStr,
+    /// Boolean, never null.
+    Bool,
+}
+
+/// The manifest's columns, in file order, with their types.
+pub const COLUMNS: [(&str, ColumnType); 20] = [
+    ("record", ColumnType::U64),
+    ("source", ColumnType::Str),
+    ("tag", ColumnType::Str),
+    ("file", ColumnType::Str),
+    ("line", ColumnType::U64),
+    ("patient", ColumnType::Str),
+    ("patient_key", ColumnType::Str),
+    ("image", ColumnType::Str),
+    ("path", ColumnType::Str),
+    ("finding", ColumnType::Str),
+    ("finding_parsed", ColumnType::Str),
+    ("view", ColumnType::Str),
+    ("modality", ColumnType::Str),
+    ("label", ColumnType::OptStr),
+    ("split", ColumnType::OptStr),
+    ("test_pool", ColumnType::Bool),
+    ("exclusion", ColumnType::OptStr),
+    ("detail", ColumnType::Str),
+    ("sha256", ColumnType::OptStr),
+    ("image_error", ColumnType::OptStr),
+];
+
+/// Builds the manifest DataFrame: one row per candidate record, every column of [`COLUMNS`].
+pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
+    let n = records.len();
+    let col = |name: &str, f: &dyn Fn(&Record) -> String| -> Column {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
+    };
+    let opt = |name: &str, f: &dyn Fn(&Record) -> Option<String>| -> Column {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
+    };
+    let columns = vec![
+        Column::new("record".into(), (0..n as u64).collect::<Vec<_>>()),
+        col("source", &|r| r.source.clone()),
+        col("tag", &|r| r.tag.clone()),
+        col("file", &|r| r.file.clone()),
+        Column::new(
+            "line".into(),
+            records.iter().map(|r| r.line).collect::<Vec<_>>(),
+        ),
+        col("patient", &|r| r.patient.clone()),
+        col("patient_key", &|r| r.patient_key()),
+        col("image", &|r| r.image.clone()),
+        col("path", &|r| r.path.clone()),
+        col("finding", &|r| r.finding.clone()),
+        col("finding_parsed", &|r| r.parsed.clone()),
+        col("view", &|r| r.view.clone()),
+        col("modality", &|r| r.modality.clone()),
+        opt("label", &|r| r.label.map(|l| classes[l].clone())),
+        opt("split", &|r| r.split.map(|s| s.name().to_string())),
+        Column::new(
+            "test_pool".into(),
+            records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
+        ),
+        opt("exclusion", &|r| r.exclusion.map(|e| e.code().to_string())),
+        col("detail", &|r| r.detail.clone()),
+        opt("sha256", &|r| r.sha256.clone()),
+        opt("image_error", &|r| r.image_error.clone()),
+    ];
+    Ok(DataFrame::new(n, columns)?)
+}
+
+/// Serialises a frame as Parquet (snappy, one thread, so the bytes are stable) into memory,
+/// with `covidx.format` and `covidx.version` in the file's key-value metadata.
+pub fn parquet_bytes(df: &DataFrame, format: &str, version: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut df = df.clone();
+    let kv = KeyValueMetadata::from_static(vec![
+        ("covidx.format".to_string(), format.to_string()),
+        ("covidx.version".to_string(), version.to_string()),
+    ]);
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Snappy)
+        .with_key_value_metadata(Some(kv))
+        .set_parallel(false)
+        .finish(&mut df)?;
+    Ok(buf)
+}
+
+/// Serialises the manifest as CSV (header, `,`-separated, RFC 4180 quoting) into memory.
+pub fn csv_bytes(df: &DataFrame) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut df = df.clone();
+    CsvWriter::new(&mut buf)
+        .include_header(true)
+        .finish(&mut df)?;
+    Ok(buf)
+}
+
+/// Reads a covidx Parquet table (manifest or augmentation table), checking that its key-value
+/// metadata names `format` with the same major version. Errors name the file.
+pub fn read_table(path: &Path, format: &str, version: &str) -> Result<DataFrame> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = ParquetReader::new(f);
+    let meta = reader
+        .get_metadata()
+        .with_context(|| format!("{}: not a Parquet file", path.display()))?;
+    let kv = meta.key_value_metadata().clone().unwrap_or_default();
+    let get = |key: &str| -> Option<String> {
+        kv.iter()
+            .find(|e| e.key == key)
+            .and_then(|e| e.value.clone())
+    };
+    match (get("covidx.format"), get("covidx.version")) {
+        (Some(f), Some(v)) if f == format => {
+            let major = |s: &str| s.split('.').next().unwrap_or("").to_string();
+            if major(&v) != major(version) {
+                bail!(
+                    "{}: {format} version {v} is not readable by this covidx (it reads \
+                     version {}.x); rebuild with this version",
+                    path.display(),
+                    major(version)
+                );
+            }
+        }
+        (Some(f), _) => bail!(
+            "{}: holds a {f:?} table, expected {format:?}",
+            path.display()
+        ),
+        (None, _) => bail!(
+            "{}: no covidx.format in its metadata: not a {format} table written by covidx \
+             (or written before format versions were recorded; rebuild it)",
+            path.display()
+        ),
+    }
+    reader
+        .finish()
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// One manifest row, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRow {
+    /// Row number (the `record` of shards and the augmentation table).
+    pub record: u64,
+    /// Pipeline name of the source.
+    pub source: String,
+    /// Source tag of 4-column split files.
+    pub tag: String,
+    /// Metadata file of the row, relative to `--sources`.
+    pub file: String,
+    /// 1-based line in that file.
+    pub line: u64,
+    /// Upstream patient id.
+    pub patient: String,
+    /// Patient key used for every patient-level decision (`source:subject`).
+    pub patient_key: String,
+    /// Image name as upstream gives it.
+    pub image: String,
+    /// Image path relative to `--sources` (empty when the row names none).
+    pub path: String,
+    /// Raw finding.
+    pub finding: String,
+    /// Finding after the parse rule.
+    pub finding_parsed: String,
+    /// View.
+    pub view: String,
+    /// Modality.
+    pub modality: String,
+    /// Class name, when labelled.
+    pub label: Option<String>,
+    /// Split, when in one.
+    pub split: Option<Split>,
+    /// In the test pool.
+    pub test_pool: bool,
+    /// Exclusion code, when excluded.
+    pub exclusion: Option<String>,
+    /// Detail of the exclusion or a note.
+    pub detail: String,
+    /// SHA-256 of the image file, when it was read.
+    pub sha256: Option<String>,
+    /// Why the image stage quarantined the image.
+    pub image_error: Option<String>,
+}
+
+/// A manifest read back from `manifest.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Rows in record order (`rows[i].record == i`).
+    pub rows: Vec<ManifestRow>,
+}
+
+impl Manifest {
+    /// Reads and checks `manifest.parquet`: format and version, every column with its type,
+    /// records numbered 0..n, split values `train`/`test`. Errors name the file and column.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let df = read_table(path, FORMAT, VERSION)?;
+        Manifest::from_frame(&df, &path.display().to_string())
+    }
+
+    /// Typed rows of a manifest frame (`file` names it in errors).
+    pub fn from_frame(df: &DataFrame, file: &str) -> Result<Manifest> {
+        let n = df.height();
+        let column = |name: &str, want: ColumnType| -> Result<&Column> {
+            let c = df.column(name).map_err(|_| {
+                anyhow::anyhow!("{file}: column {name:?} is missing (a covidx manifest has it)")
+            })?;
+            let ok = match want {
+                ColumnType::U64 => c.dtype() == &DataType::UInt64,
+                ColumnType::Str | ColumnType::OptStr => c.dtype() == &DataType::String,
+                ColumnType::Bool => c.dtype() == &DataType::Boolean,
+            };
+            if !ok {
+                bail!(
+                    "{file}: column {name:?} is {}, expected {want:?}",
+                    c.dtype()
+                );
+            }
+            if want != ColumnType::OptStr && c.null_count() > 0 {
+                bail!("{file}: column {name:?} has {} null values", c.null_count());
+            }
+            Ok(c)
+        };
+        let strs = |name: &str, want: ColumnType| -> Result<Vec<Option<String>>> {
+            let c = column(name, want)?;
+            let s = c
+                .str()
+                .with_context(|| format!("{file}: column {name:?}"))?;
+            Ok(s.iter().map(|v| v.map(str::to_string)).collect())
+        };
+        let req = |name: &str| -> Result<Vec<String>> {
+            Ok(strs(name, ColumnType::Str)?
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect())
+        };
+        let opt = |name: &str| strs(name, ColumnType::OptStr);
+        let u64s = |name: &str| -> Result<Vec<u64>> {
+            let c = column(name, ColumnType::U64)?;
+            let s = c
+                .u64()
+                .with_context(|| format!("{file}: column {name:?}"))?;
+            Ok(s.iter().map(Option::unwrap_or_default).collect())
+        };
+        let record = u64s("record")?;
+        let line = u64s("line")?;
+        let test_pool: Vec<bool> = column("test_pool", ColumnType::Bool)?
+            .bool()
+            .with_context(|| format!("{file}: column \"test_pool\""))?
+            .iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let mut source = req("source")?.into_iter();
+        let mut tag = req("tag")?.into_iter();
+        let mut mfile = req("file")?.into_iter();
+        let mut patient = req("patient")?.into_iter();
+        let mut patient_key = req("patient_key")?.into_iter();
+        let mut image = req("image")?.into_iter();
+        let mut path = req("path")?.into_iter();
+        let mut finding = req("finding")?.into_iter();
+        let mut parsed = req("finding_parsed")?.into_iter();
+        let mut view = req("view")?.into_iter();
+        let mut modality = req("modality")?.into_iter();
+        let mut label = opt("label")?.into_iter();
+        let split = opt("split")?;
+        let mut exclusion = opt("exclusion")?.into_iter();
+        let mut detail = req("detail")?.into_iter();
+        let mut sha256 = opt("sha256")?.into_iter();
+        let mut image_error = opt("image_error")?.into_iter();
+        let mut rows = Vec::with_capacity(n);
+        for i in 0..n {
+            if record[i] != i as u64 {
+                bail!(
+                    "{file}: column \"record\" is {} on row {i}; records must be numbered 0..n",
+                    record[i]
+                );
+            }
+            let split = match split[i].as_deref() {
+                None => None,
+                Some("train") => Some(Split::Train),
+                Some("test") => Some(Split::Test),
+                Some(other) => {
+                    bail!("{file}: column \"split\" is {other:?} on row {i} (train, test or null)")
+                }
+            };
+            let next = |it: &mut std::vec::IntoIter<String>| it.next().unwrap_or_default();
+            rows.push(ManifestRow {
+                record: record[i],
+                source: next(&mut source),
+                tag: next(&mut tag),
+                file: next(&mut mfile),
+                line: line[i],
+                patient: next(&mut patient),
+                patient_key: next(&mut patient_key),
+                image: next(&mut image),
+                path: next(&mut path),
+                finding: next(&mut finding),
+                finding_parsed: next(&mut parsed),
+                view: next(&mut view),
+                modality: next(&mut modality),
+                label: label.next().flatten(),
+                split,
+                test_pool: test_pool[i],
+                exclusion: exclusion.next().flatten(),
+                detail: next(&mut detail),
+                sha256: sha256.next().flatten(),
+                image_error: image_error.next().flatten(),
+            });
+        }
+        Ok(Manifest { rows })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when the manifest has no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The row of manifest record `record` (as shards and the augmentation table name it).
+    pub fn get(&self, record: u64) -> Option<&ManifestRow> {
+        usize::try_from(record).ok().and_then(|i| self.rows.get(i))
+    }
+}
+
+impl ManifestRow {
+    /// The image name as split files write it (see [`Record::split_image`]).
+    pub fn split_image(&self) -> String {
+        crate::record::split_name(&self.image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Exclusion;
+
+    fn records() -> Vec<Record> {
+        let mut a = Record {
+            source: "c".into(),
+            tag: "cohen".into(),
+            file: "c/metadata.csv".into(),
+            line: 2,
+            patient: "7".into(),
+            subject: "7".into(),
+            image: "a b.png".into(),
+            path: "c/images/a b.png".into(),
+            finding: "COVID-19".into(),
+            parsed: "COVID-19".into(),
+            label: Some(1),
+            split: Some(Split::Test),
+            test_pool: true,
+            sha256: Some("ab".repeat(32)),
+            ..Record::default()
+        };
+        let mut b = a.clone();
+        b.line = 3;
+        b.split = None;
+        b.label = None;
+        b.exclude(Exclusion::Unlabelled, "blank finding");
+        a.image_error = Some("corrupt: x".into());
+        vec![a, b]
+    }
+
+    #[test]
+    fn written_manifest_reads_back_typed() {
+        let classes = vec!["normal".to_string(), "COVID-19".to_string()];
+        let recs = records();
+        let df = frame(&recs, &classes).unwrap();
+        let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, COLUMNS.map(|(n, _)| n));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("manifest.parquet");
+        std::fs::write(&p, parquet_bytes(&df, FORMAT, VERSION).unwrap()).unwrap();
+        let m = Manifest::read(&p).unwrap();
+        assert_eq!(m.len(), 2);
+        let r = &m.rows[0];
+        assert_eq!(r.label.as_deref(), Some("COVID-19"));
+        assert_eq!(r.split, Some(Split::Test));
+        assert_eq!(r.patient_key, "c:7");
+        assert_eq!(r.split_image(), "a_b.png");
+        assert_eq!(r.image_error.as_deref(), Some("corrupt: x"));
+        assert_eq!(m.rows[1].exclusion.as_deref(), Some("unlabelled"));
+        assert_eq!(m.rows[1].split, None);
+    }
+
+    #[test]
+    fn bad_manifests_name_file_and_column() {
+        let classes = vec!["normal".to_string(), "COVID-19".to_string()];
+        let df = frame(&records(), &classes).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.parquet");
+        let write = |df: &DataFrame, format: &str, version: &str| {
+            std::fs::write(&p, parquet_bytes(df, format, version).unwrap()).unwrap();
+            format!("{:#}", Manifest::read(&p).unwrap_err())
+        };
+        let err = write(&df.drop("patient_key").unwrap(), FORMAT, VERSION);
+        assert!(
+            err.contains("m.parquet: column \"patient_key\" is missing"),
+            "{err}"
+        );
+        let mut retyped = df.clone();
+        retyped
+            .with_column(Column::new("line".into(), ["x", "y"]))
+            .unwrap();
+        let err = write(&retyped, FORMAT, VERSION);
+        assert!(err.contains("column \"line\" is str"), "{err}");
+        let err = write(&df, FORMAT, "2.0");
+        assert!(err.contains("version 2.0 is not readable"), "{err}");
+        let err = write(&df, "covidx-augment", "1.0");
+        assert!(err.contains("expected \"covidx-manifest\""), "{err}");
+        std::fs::write(&p, b"not parquet").unwrap();
+        let err = format!("{:#}", Manifest::read(&p).unwrap_err());
+        assert!(err.contains("m.parquet"), "{err}");
+        // A later minor version with an extra column still reads.
+        let mut extra = df.clone();
+        extra
+            .with_column(Column::new("new_column".into(), [1u32, 2]))
+            .unwrap();
+        std::fs::write(&p, parquet_bytes(&extra, FORMAT, "1.7").unwrap()).unwrap();
+        assert_eq!(Manifest::read(&p).unwrap().len(), 2);
+    }
+}

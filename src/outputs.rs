@@ -1,0 +1,75 @@
+//! The metadata stages' outputs: split files, the manifest (Parquet + CSV), the summary and
+//! the copy of the pipeline, each written atomically and hashed for the lock.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::build_dir::{self, BuildDir};
+use crate::config::Pipeline;
+use crate::fsutil;
+use crate::manifest;
+use crate::record::{Record, Split};
+use crate::split::Assignment;
+use crate::summary::{self, Summary};
+
+/// A COVID-Net split-file line for a record (`patientid filename label`, or a 4th `source`
+/// column).
+pub fn split_line(r: &Record, classes: &[String], columns: u8) -> String {
+    let label = &classes[r.label.expect("split records are labelled")];
+    let image = r.split_image();
+    match columns {
+        4 => format!("{} {} {} {}\n", r.patient, image, label, r.tag),
+        _ => format!("{} {} {}\n", r.patient, image, label),
+    }
+}
+
+/// What [`write`] produced.
+#[derive(Debug)]
+pub struct Written {
+    /// Counts per class and split, and exclusions.
+    pub summary: Summary,
+    /// Every file written (relative to the build directory) and its SHA-256.
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Writes the split files, manifest, summary and pipeline copy into `dir`.
+pub fn write(
+    dir: &BuildDir,
+    pipeline: &Pipeline,
+    pipeline_bytes: &[u8],
+    records: &[Record],
+    assignment: &Assignment,
+) -> Result<Written> {
+    let classes = &pipeline.classes;
+    let t = std::time::Instant::now();
+    let frame = manifest::frame(records, classes)?;
+    let summary = summary::summarize(&frame, classes)?;
+    tracing::info!("manifest + summary: {:.3?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let columns = pipeline.output.columns;
+    let lines = |idx: &[usize]| -> Vec<u8> {
+        idx.iter()
+            .map(|&i| split_line(&records[i], classes, columns))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (build_dir::split_rel(Split::Train), lines(&assignment.train)),
+        (build_dir::split_rel(Split::Test), lines(&assignment.test)),
+        (
+            build_dir::MANIFEST,
+            manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)?,
+        ),
+        (build_dir::MANIFEST_CSV, manifest::csv_bytes(&frame)?),
+        (build_dir::PIPELINE, pipeline_bytes.to_vec()),
+        (build_dir::SUMMARY, summary::render(&summary).into_bytes()),
+    ];
+    let mut outputs = BTreeMap::new();
+    for (rel, bytes) in &files {
+        fsutil::write_atomic(&dir.path(rel), bytes)?;
+        outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
+    }
+    tracing::info!("outputs written: {:.3?}", t.elapsed());
+    Ok(Written { summary, outputs })
+}
