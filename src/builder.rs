@@ -105,25 +105,30 @@ pub fn plan(
     Ok((records, assignment, inputs))
 }
 
-/// `path` made absolute with every existing ancestor resolved (symlinks included), so two
-/// spellings of one place compare equal even before the last parts exist.
+/// `path` made absolute with every existing prefix resolved (symlinks included) and `.`/`..`
+/// applied, so two spellings of one place compare equal even before its last parts exist.
 fn resolved(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
     let abs = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
-    let mut existing = abs.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
+    let mut out = PathBuf::new();
+    let mut exists = true;
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
             }
-            _ => break,
+            other => {
+                out.push(other);
+                if exists {
+                    match out.canonicalize() {
+                        Ok(real) => out = real,
+                        Err(_) => exists = false,
+                    }
+                }
+            }
         }
     }
-    let mut out = existing
-        .canonicalize()
-        .with_context(|| format!("resolving {}", existing.display()))?;
-    out.extend(rest.iter().rev());
     Ok(out)
 }
 

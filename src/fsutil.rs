@@ -38,34 +38,103 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
     Ok(root.join(rel))
 }
 
-/// Opens `root/rel` for reading after checking, on the resolved path, that symlinks do not lead
-/// outside `root`.
-pub fn open_confined(root: &Path, rel: &str) -> Result<File> {
-    let path = safe_join(root, rel)?;
-    let real = path
-        .canonicalize()
-        .with_context(|| format!("resolving {}", path.display()))?;
-    let real_root = root
-        .canonicalize()
-        .with_context(|| format!("resolving {}", root.display()))?;
-    if !real.starts_with(&real_root) {
-        bail!(
-            "{} resolves to {}, outside its source root {}",
-            path.display(),
-            real.display(),
-            real_root.display()
-        );
-    }
-    File::open(&real).with_context(|| format!("opening {}", path.display()))
+/// A source root that paths from metadata are resolved against: every path is checked
+/// lexically ([`check_relative`]) and on disk, where symlinks (of the file or of any folder on
+/// the way) must not lead outside the root. Resolved folders are cached, so checking many
+/// files in few folders costs one `lstat` per file.
+#[derive(Debug)]
+pub struct Confined {
+    root: PathBuf,
+    real_root: PathBuf,
+    folders: std::sync::Mutex<std::collections::HashMap<PathBuf, Option<PathBuf>>>,
 }
 
-/// Reads `root/rel` whole through [`open_confined`].
-pub fn read_confined(root: &Path, rel: &str) -> Result<Vec<u8>> {
-    let mut f = open_confined(root, rel)?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", root.join(rel).display()))?;
-    Ok(bytes)
+impl Confined {
+    /// The root `root` (it must exist).
+    pub fn new(root: &Path) -> Result<Confined> {
+        let real_root = root
+            .canonicalize()
+            .with_context(|| format!("resolving {}", root.display()))?;
+        Ok(Confined {
+            root: root.to_path_buf(),
+            real_root,
+            folders: Default::default(),
+        })
+    }
+
+    /// The resolved path of `rel`, `None` when it does not exist; an error when it resolves
+    /// outside the root.
+    fn resolve(&self, rel: &str) -> Result<Option<PathBuf>> {
+        let path = safe_join(&self.root, rel)?;
+        let meta = match path.symlink_metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let real = if meta.file_type().is_symlink() {
+            match path.canonicalize() {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("resolving {}", path.display())),
+            }
+        } else {
+            let (parent, name) = match (path.parent(), path.file_name()) {
+                (Some(p), Some(n)) => (p.to_path_buf(), n.to_owned()),
+                _ => bail!("{} names no file", path.display()),
+            };
+            let cached = self.folders.lock().unwrap().get(&parent).cloned();
+            let folder = match cached {
+                Some(f) => f,
+                None => {
+                    let f = parent.canonicalize().ok();
+                    self.folders.lock().unwrap().insert(parent, f.clone());
+                    f
+                }
+            };
+            match folder {
+                Some(f) => f.join(name),
+                None => return Ok(None),
+            }
+        };
+        if !real.starts_with(&self.real_root) {
+            bail!(
+                "{} resolves to {}, outside its source root {}",
+                path.display(),
+                real.display(),
+                self.real_root.display()
+            );
+        }
+        Ok(Some(real))
+    }
+
+    /// Whether `rel` is a regular file inside the root (not opened).
+    pub fn is_file(&self, rel: &str) -> Result<bool> {
+        Ok(self.resolve(rel)?.is_some_and(|p| p.is_file()))
+    }
+
+    /// Opens `rel` for reading.
+    pub fn open(&self, rel: &str) -> Result<File> {
+        let shown = self.root.join(rel);
+        let real = self
+            .resolve(rel)?
+            .with_context(|| format!("opening {}: no such file", shown.display()))?;
+        File::open(&real).with_context(|| format!("opening {}", shown.display()))
+    }
+
+    /// Reads `rel` whole.
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open(rel)?
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", self.root.join(rel).display()))?;
+        Ok(bytes)
+    }
+}
+
+/// Opens `root/rel` for reading after checking, on the resolved path, that symlinks do not lead
+/// outside `root` (see [`Confined`]).
+pub fn open_confined(root: &Path, rel: &str) -> Result<File> {
+    Confined::new(root)?.open(rel)
 }
 
 /// Lower-case hex SHA-256 of a byte slice.
@@ -162,6 +231,22 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link.png")).unwrap();
         let err = open_confined(&root, "link.png").unwrap_err();
         assert!(format!("{err:#}").contains("outside its source root"));
+        let c = Confined::new(&root).unwrap();
+        let err = c.is_file("link.png").unwrap_err();
+        assert!(format!("{err:#}").contains("outside its source root"));
+        std::fs::write(root.join("in.png"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.join("in.png"), root.join("inner.png")).unwrap();
+        assert!(c.is_file("inner.png").unwrap());
+        assert!(!c.is_file("absent.png").unwrap());
+        // A symlinked folder on the way out of the root is refused too.
+        std::fs::create_dir(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/x.png"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), root.join("sub")).unwrap();
+        let err = c.read("sub/x.png").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("outside its source root"),
+            "{err:#}"
+        );
     }
 
     #[test]

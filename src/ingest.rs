@@ -42,42 +42,42 @@ pub fn locate(
     check: ImageCheck,
     inputs: &mut InputHashes,
 ) {
-    let dirs: std::collections::HashMap<&str, std::path::PathBuf> = sources
-        .iter()
-        .map(|s| (s.name.as_str(), root.join(&s.dir)))
-        .collect();
+    let dirs: std::collections::HashMap<&str, (std::path::PathBuf, Option<fsutil::Confined>)> =
+        sources
+            .iter()
+            .map(|s| {
+                let dir = root.join(&s.dir);
+                let confined = fsutil::Confined::new(&dir).ok();
+                (s.name.as_str(), (dir, confined))
+            })
+            .collect();
     let results: Vec<(usize, Located)> = records
         .par_iter()
         .enumerate()
         .filter(|(_, r)| r.is_candidate() && r.label.is_some())
         .map(|(i, r)| {
-            let path = root.join(&r.path);
-            let res = match check {
-                ImageCheck::Exists => {
-                    if path.is_file() {
-                        Ok(None)
-                    } else {
-                        Err((
-                            Exclusion::MissingImage,
-                            format!("{} does not exist", r.path),
-                        ))
-                    }
-                }
-                ImageCheck::Hash => {
-                    if !path.is_file() {
-                        Err((
-                            Exclusion::MissingImage,
-                            format!("{} does not exist", r.path),
-                        ))
-                    } else {
-                        let dir = &dirs[r.source.as_str()];
-                        let rel = fsutil::rel_string(dir, &path);
-                        fsutil::open_confined(dir, &rel)
-                            .and_then(|f| Ok(fsutil::sha256_reader(f)?))
-                            .map(Some)
-                            .map_err(|e| (Exclusion::UnreadableImage, format!("{e:#}")))
-                    }
-                }
+            let (dir, confined) = &dirs[r.source.as_str()];
+            let rel = fsutil::rel_string(dir, &root.join(&r.path));
+            let missing = || {
+                Err((
+                    Exclusion::MissingImage,
+                    format!("{} does not exist", r.path),
+                ))
+            };
+            let unreadable = |e: anyhow::Error| (Exclusion::UnreadableImage, format!("{e:#}"));
+            // Both modes refuse a file that resolves outside its source root.
+            let Some(confined) = confined else {
+                return (i, missing());
+            };
+            let res = match confined.is_file(&rel) {
+                Err(e) => Err(unreadable(e)),
+                Ok(false) => missing(),
+                Ok(true) if check == ImageCheck::Exists => Ok(None),
+                Ok(true) => confined
+                    .open(&rel)
+                    .and_then(|f| Ok(fsutil::sha256_reader(f)?))
+                    .map(Some)
+                    .map_err(unreadable),
             };
             (i, res)
         })

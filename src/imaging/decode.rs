@@ -21,10 +21,11 @@ pub const MAX_SIDE: u32 = 16_384;
 pub const MAX_ALLOC: u64 = 1 << 30;
 
 /// Why an image could not be decoded (short code for `quarantine.csv`, plus detail).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
 pub struct DecodeError {
-    /// `missing`, `empty`, `wrong-extension`, `unknown-format`, `corrupt`, `too-large`,
-    /// `unsupported`.
+    /// `missing`, `unreadable`, `changed`, `empty`, `wrong-extension`, `unknown-format`,
+    /// `corrupt`, `too-large`, `unsupported`.
     pub reason: &'static str,
     /// Human-readable detail.
     pub detail: String,
@@ -39,14 +40,6 @@ impl DecodeError {
         }
     }
 }
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 /// Image container formats recognised by content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

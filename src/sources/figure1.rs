@@ -47,6 +47,8 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
                 &format!("images/{name}"),
             )?);
         }
+        // The extension is taken from what exists (confined: a symlink out of the source
+        // root counts as existing here and is refused when the image is located).
         match (0..2).find(|&i| ctx.root.join(&paths[i]).is_file()) {
             Some(i) => {
                 rec.image = names[i].clone();

@@ -22,8 +22,7 @@ pub fn shared_or_skip(test: &str) -> Option<PathBuf> {
     d
 }
 
-/// Every file under `dir` (relative name, bytes), sorted; temporary files and the image
-/// stage's resume state (`progress.json`) are left out.
+/// Every file under `dir` (relative name, bytes), sorted; temporary files are left out.
 pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -33,7 +32,7 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
             let name = p.strip_prefix(dir).unwrap().display().to_string();
             if p.is_dir() {
                 stack.push(p);
-            } else if !name.contains(".tmp-") && !name.ends_with("progress.json") {
+            } else if !name.contains(".tmp-") {
                 out.push((name, std::fs::read(&p).unwrap()));
             }
         }

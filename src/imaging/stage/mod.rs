@@ -113,15 +113,18 @@ fn locations(
     sources_dir: &Path,
     records: &[Record],
 ) -> Vec<Option<ImageLocation>> {
-    let dirs: BTreeMap<String, String> = pipeline
+    let dirs: BTreeMap<String, (String, Option<std::sync::Arc<fsutil::Confined>>)> = pipeline
         .resolved_sources()
         .into_iter()
-        .map(|s| (s.name, s.dir))
+        .map(|s| {
+            let root = fsutil::Confined::new(&sources_dir.join(&s.dir)).ok();
+            (s.name, (s.dir, root.map(std::sync::Arc::new)))
+        })
         .collect();
     records
         .iter()
         .map(|r| {
-            let dir = dirs.get(&r.source)?;
+            let (dir, root) = dirs.get(&r.source)?;
             let rel = if dir.is_empty() {
                 r.path.as_str()
             } else {
@@ -129,8 +132,11 @@ fn locations(
                     .strip_prefix(dir.trim_end_matches('/'))?
                     .strip_prefix('/')?
             };
-            (!rel.is_empty()).then(|| ImageLocation {
-                root: sources_dir.join(dir),
+            if rel.is_empty() {
+                return None;
+            }
+            Some(ImageLocation {
+                root: root.clone()?,
                 rel: rel.to_string(),
             })
         })

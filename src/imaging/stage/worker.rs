@@ -1,7 +1,7 @@
 //! The parallel worker: one shard's records decoded on the rayon pool, each sample streamed to
 //! its planned slot of the shard file while another thread hashes the completed prefix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -19,7 +19,7 @@ use crate::shards::{Quarantined, ShardEntry, ShardProgress, ShardStream};
 /// the path inside it.
 pub struct ImageLocation {
     /// The source's directory under `--sources`.
-    pub root: PathBuf,
+    pub root: std::sync::Arc<crate::fsutil::Confined>,
     /// The image path relative to `root`.
     pub rel: String,
 }
@@ -106,7 +106,7 @@ fn plan(job: &ShardJob<'_>) -> Plan {
 /// checks it against the sha256 taken at ingest.
 fn read_checked(r: &Record, loc: Option<&ImageLocation>) -> Result<Vec<u8>, DecodeError> {
     let loc = loc.ok_or_else(|| DecodeError::new("missing", "record names no image"))?;
-    let bytes = crate::fsutil::read_confined(&loc.root, &loc.rel).map_err(|e| {
+    let bytes = loc.root.read(&loc.rel).map_err(|e| {
         let missing = e
             .chain()
             .filter_map(|c| c.downcast_ref::<std::io::Error>())
