@@ -660,4 +660,33 @@ kind = "cohen"
             assert!(err.contains(key), "{key}: {err}");
         }
     }
+
+    #[test]
+    fn non_finite_and_out_of_range_image_settings_are_errors() {
+        for (setting, key) in [
+            ("rotation = nan", "images.augment.rotation"),
+            ("rotation = inf", "images.augment.rotation"),
+            ("rotation = 720.0", "images.augment.rotation"),
+            ("shift_x = -inf", "images.augment.shift_x"),
+            ("flip = nan", "images.augment.flip"),
+            ("zoom_x = [0.9, inf]", "images.augment.zoom_x"),
+            ("zoom_y = [nan, 1.0]", "images.augment.zoom_y"),
+            ("brightness = [1.2, 0.8]", "images.augment.brightness"),
+            ("intensity_shift = nan", "images.augment.intensity_shift"),
+        ] {
+            let text = format!("{MINIMAL}\n[images.augment]\n{setting}\n");
+            let err = format!("{:#}", Pipeline::parse(&text).unwrap_err());
+            assert!(err.contains(key), "{setting}: {err}");
+        }
+        for (setting, key) in [
+            ("crop_top = nan", "images.crop_top"),
+            ("shard_mib = 18446744073709551615", "images.shard_mib"),
+        ] {
+            let text = format!("{MINIMAL}\n[images]\n{setting}\n");
+            let err = format!("{:#}", Pipeline::parse(&text).unwrap_err());
+            assert!(err.contains(key), "{setting}: {err}");
+        }
+        let text = format!("{MINIMAL}\n[images.augment]\nrotation = 15.0\nzoom_x = [0.8, 1.2]\n");
+        Pipeline::parse(&text).unwrap();
+    }
 }

@@ -77,7 +77,7 @@ fn jpeg_rgb(seed: u32) -> Result<Vec<u8>> {
 }
 
 /// How a generated DICOM stores its pixels.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DicomEncoding {
     /// Explicit VR little endian, 8-bit native pixels.
     ExplicitLittle,

@@ -49,7 +49,11 @@ pub fn read_f64(bytes: &[u8], file: &str) -> Result<Vec<f64>> {
     if descr != "<f8" {
         bail!("{file}: dtype {descr:?}, expected <f8");
     }
-    let n: usize = dims.iter().product();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .and_then(|n| n.checked_mul(8).map(|_| n))
+        .with_context(|| format!("{file}: shape {dims:?} is too large"))?;
     if data.len() < n * 8 {
         bail!("{file}: truncated data");
     }
@@ -74,11 +78,18 @@ pub fn read_strings(bytes: &[u8], file: &str) -> Result<Vec<String>> {
         .parse()
         .with_context(|| format!("{file}: unsupported dtype {descr:?}"))?;
     let item = match kind {
-        "<U" | ">U" => width * 4,
-        "|S" => width,
+        "<U" | ">U" => width.checked_mul(4),
+        "|S" => Some(width),
         _ => bail!("{file}: unsupported dtype {descr:?} (expected a string array, e.g. <U36)"),
     };
-    if data.len() < n * item {
+    let total = item.and_then(|item| item.checked_mul(n));
+    let (Some(item), Some(total)) = (item, total) else {
+        bail!("{file}: {n} items of dtype {descr:?} is too large");
+    };
+    if item == 0 {
+        bail!("{file}: dtype {descr:?} has zero width");
+    }
+    if data.len() < total {
         bail!(
             "{file}: data holds {} bytes, {n} x {item} expected",
             data.len()
@@ -180,5 +191,36 @@ mod tests {
         let mut bad = bytes.clone();
         bad.truncate(bytes.len() - 8);
         assert!(read_strings(&bad, "p.npy").is_err());
+    }
+
+    /// A header claiming an enormous shape or width is an error, not an overflow or a huge
+    /// allocation.
+    #[test]
+    fn huge_shapes_and_widths_are_errors() {
+        let npy = |descr: &str, shape: &str| {
+            let dict =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            out.extend_from_slice(dict.as_bytes());
+            out.extend_from_slice(&[0; 64]);
+            out
+        };
+        let huge = format!("({},)", usize::MAX);
+        for (descr, shape) in [
+            ("<U36", huge.as_str()),
+            ("<U18446744073709551615", "(2,)"),
+            ("|S4", huge.as_str()),
+            ("|S0", "(3,)"),
+        ] {
+            let err = format!(
+                "{:#}",
+                read_strings(&npy(descr, shape), "p.npy").unwrap_err()
+            );
+            assert!(err.starts_with("p.npy: "), "{err}");
+        }
+        let shape = format!("({}, {})", usize::MAX / 2, 4);
+        let err = format!("{:#}", read_f64(&npy("<f8", &shape), "p.npy").unwrap_err());
+        assert!(err.contains("too large"), "{err}");
     }
 }

@@ -180,3 +180,89 @@ fn cohen_flat_schema_with_trailing_spaces_and_first_comma_findings() {
     assert_eq!(o.records[1].line, 4);
     assert_eq!(o.records[1].exclusion, Some(Exclusion::UnmappedFinding));
 }
+
+#[test]
+fn an_unterminated_quote_is_an_error_naming_file_and_line() {
+    // The csv crate would run the quoted note to the end of the file, and rows 3 and 4 would
+    // vanish from a build that exits 0.
+    let msg = err_of(&format!(
+        "{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,\"never closed,\n\
+         2,0,COVID-19,PA,X-ray,images,b.png,,\n\
+         3,0,COVID-19,PA,X-ray,images,c.png,,\n"
+    ));
+    assert!(
+        msg.contains("covid-chestxray-dataset/metadata.csv:2: a quoted field"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn names_a_split_file_cannot_carry_are_excluded_never_written_raw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = tmp.path().join("sources/covid-chestxray-dataset/images");
+    std::fs::create_dir_all(&c).unwrap();
+    for name in ["a\nb.png", "tab\t.png", "sp ace.png"] {
+        std::fs::write(c.join(name), b"img").unwrap();
+    }
+    let meta = format!(
+        "{HEADER}1 2,0,COVID-19,PA,X-ray,images,a.png,,\n\
+         3,0,COVID-19,PA,X-ray,images,\"a\nb.png\",,\n\
+         4,0,COVID-19,PA,X-ray,images,tab\t.png,,\n\
+         5,0,COVID-19,PA,X-ray,images,sp ace.png,,\n\
+         6,0,COVID-19,PA,X-ray,images,b.png,,\n"
+    );
+    let opts = setup(tmp.path(), meta.as_bytes(), "exclude");
+    let o = build(&opts).unwrap();
+    let why: Vec<_> = o.records.iter().map(|r| (r.line, r.exclusion)).collect();
+    assert_eq!(
+        why,
+        vec![
+            (2, Some(Exclusion::InvalidName)),
+            (3, Some(Exclusion::InvalidName)),
+            (5, Some(Exclusion::InvalidName)),
+            (6, None),
+            (7, None),
+        ]
+    );
+    assert!(
+        o.records[0]
+            .detail
+            .contains("metadata.csv:2: patient id \"1 2\" holds ' '"),
+        "{}",
+        o.records[0].detail
+    );
+    assert!(
+        o.records[1].detail.contains("image name \"a\\nb.png\""),
+        "{}",
+        o.records[1].detail
+    );
+    // Every split line has exactly three fields; the space became `_`.
+    let train = std::fs::read_to_string(tmp.path().join("out/splits/train.txt")).unwrap();
+    assert_eq!(train, "5 sp_ace.png COVID-19\n6 b.png COVID-19\n");
+    assert_eq!(o.summary.excluded_total("invalid-name"), 3);
+}
+
+#[test]
+fn a_symlink_out_of_the_source_root_is_refused_in_metadata_only_builds_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = format!(
+        "{HEADER}1,0,COVID-19,PA,X-ray,images,link.png,,\n2,0,COVID-19,PA,X-ray,images,a.png,,\n"
+    );
+    let opts = setup(tmp.path(), meta.as_bytes(), "exclude");
+    let images = tmp.path().join("sources/covid-chestxray-dataset/images");
+    std::os::unix::fs::symlink(tmp.path().join("secret.png"), images.join("link.png")).unwrap();
+    for metadata_only in [true, false] {
+        let o = build(&BuildOptions {
+            metadata_only,
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(o.records[0].exclusion, Some(Exclusion::UnreadableImage));
+        assert!(
+            o.records[0].detail.contains("outside its source root"),
+            "{}",
+            o.records[0].detail
+        );
+        assert!(!o.lock.inputs.keys().any(|k| k.contains("link")));
+    }
+}

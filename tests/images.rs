@@ -515,3 +515,53 @@ fn demo_dicoms_decode_in_every_encoding() {
         assert!(diff < 40.0, "{enc:?}: mean difference {diff}");
     }
 }
+
+#[test]
+fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
+    use covidx::imaging::stage::{self, StageInput, StageOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = bad_corpus(tmp.path());
+    let (pipeline, _) = covidx::config::Pipeline::load(&opts.pipeline).unwrap();
+    let (mut records, assignment, _) =
+        covidx::builder::plan(&pipeline, &opts.sources, covidx::ingest::ImageCheck::Hash).unwrap();
+    let good = records.iter().position(|r| r.path.ends_with("good.png")).unwrap();
+    records[good].sha256 = Some("0".repeat(64));
+    let dir = covidx::build_dir::BuildDir::new(&opts.out);
+    let input = StageInput {
+        pipeline: &pipeline,
+        sources_dir: &opts.sources,
+        records: &records,
+        assignment: &assignment,
+        dir: &dir,
+        params: "test",
+    };
+    let outcome = stage::run(&input, StageOptions::default()).unwrap();
+    let q = outcome.quarantine.iter().find(|q| q.record == good).unwrap();
+    assert_eq!(q.reason, "changed");
+    assert!(q.detail.contains("but ingest read 0000"), "{}", q.detail);
+}
+
+#[test]
+fn a_resume_state_written_with_other_parameters_is_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = demo(tmp.path());
+    let n = first.images.as_ref().unwrap().written;
+    let dir = covidx::build_dir::BuildDir::new(tmp.path().join("out"));
+    let before = common::tree_bytes(dir.root());
+    // Same shards on disk, but the resume state says other inputs wrote them.
+    let mut progress = covidx::shards::Progress::load(&dir.shard_progress()).unwrap();
+    progress.params = "other inputs".into();
+    std::fs::write(dir.shard_progress(), progress.to_bytes()).unwrap();
+    let opts = BuildOptions::new(
+        tmp.path().join("demo.toml"),
+        tmp.path().join("sources"),
+        dir.root().to_path_buf(),
+    );
+    let again = build(&opts).unwrap();
+    let img = again.images.as_ref().unwrap();
+    assert_eq!((img.reused, img.written), (0, n));
+    assert_eq!(common::tree_bytes(dir.root()), before);
+    // With its own parameters, every shard is kept.
+    let third = build(&opts).unwrap();
+    assert_eq!(third.images.as_ref().unwrap().reused, n);
+}

@@ -330,3 +330,77 @@ pub(super) fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
     GrayImage::from_raw(w, h, out)
         .ok_or_else(|| DecodeError::new("corrupt", "pixel buffer size mismatch"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{dicom, DicomEncoding};
+
+    /// The byte offset of the element with tag (group, elem), explicit VR little endian.
+    fn find(bytes: &[u8], group: u16, elem: u16) -> usize {
+        let tag = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+        bytes
+            .windows(4)
+            .rposition(|w| w == tag.as_slice())
+            .expect("tag present")
+    }
+
+    #[test]
+    fn zero_rows_or_columns_are_corrupt_not_a_panic() {
+        for (group, elem) in [(0x0028, 0x0010), (0x0028, 0x0011)] {
+            let mut bytes = dicom(1, "p", "PA", DicomEncoding::ExplicitLittle).unwrap();
+            let at = find(&bytes, group, elem);
+            assert_eq!(&bytes[at + 4..at + 6], b"US");
+            bytes[at + 8..at + 10].copy_from_slice(&0u16.to_le_bytes());
+            let e = decode_dicom(&bytes).unwrap_err();
+            assert_eq!(e.reason, "corrupt", "{e}");
+            assert!(e.detail.contains("must be positive"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_element_length_is_corrupt_before_any_allocation() {
+        for enc in [DicomEncoding::ExplicitLittle, DicomEncoding::JpegBaseline] {
+            let good = dicom(2, "p", "PA", enc).unwrap();
+            check_lengths(&good).unwrap();
+            // The patient id's length (2 bytes, explicit VR) and the pixel data's (4 bytes).
+            let mut bytes = good.clone();
+            let at = find(&bytes, 0x0010, 0x0020);
+            bytes[at + 6..at + 8].copy_from_slice(&0xFFF0u16.to_le_bytes());
+            let e = decode_dicom(&bytes).unwrap_err();
+            assert_eq!(e.reason, "corrupt", "{e}");
+            assert!(e.detail.contains("(0010,0020) declares 65520 bytes"), "{e}");
+            let mut bytes = good.clone();
+            let at = find(&bytes, 0x7FE0, 0x0010);
+            if enc == DicomEncoding::ExplicitLittle {
+                bytes[at + 8..at + 12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+            } else {
+                // The first fragment item after the (empty) offset table.
+                let item = at + 12 + 8;
+                assert_eq!(&bytes[item..item + 4], &[0xFE, 0xFF, 0x00, 0xE0]);
+                bytes[item + 4..item + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+            }
+            let e = decode_dicom(&bytes).unwrap_err();
+            assert_eq!(e.reason, "corrupt", "{e}");
+            assert!(e.detail.contains("4294967280 bytes"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_demo_encoding_passes_the_length_check() {
+        for enc in [
+            DicomEncoding::ExplicitLittle,
+            DicomEncoding::Implicit16,
+            DicomEncoding::JpegBaseline,
+        ] {
+            check_lengths(&dicom(3, "p", "AP", enc).unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn raw_values_of_short_input_are_an_error_not_a_panic() {
+        for bytes in [&b""[..], &[0u8; 100][..], &[0u8; 131][..]] {
+            assert_eq!(dicom_raw_values(bytes).unwrap_err().reason, "corrupt");
+        }
+    }
+}
