@@ -1,9 +1,17 @@
 //! covidx: rebuild, verify and audit the COVIDx chest X-ray dataset reproducibly from its
 //! public sources.
 //!
-//! Stages (one module each): [`sources`] readers -> [`ingest`] -> [`label`] -> [`split`] ->
-//! outputs ([`record`] manifest, [`summary`], [`lock`]); [`builder`] wires them, [`cli`] exposes
-//! them, [`demo`] generates a miniature of the upstream layouts.
+//! Stages, one module each: [`sources`] readers -> [`ingest`] -> [`label`] -> [`split`] ->
+//! metadata [`outputs`] (the [`manifest`], [`summary`], split files) and, when enabled, the
+//! [`imaging`] stage writing [`shards`]; [`lock`] records and verifies every hash.
+//! [`builder`] only orchestrates them; [`cli`] exposes them; [`demo`] generates a miniature of
+//! the upstream layouts.
+//!
+//! A finished build is read back through one typed layer: [`build_dir::BuildDir`] names every
+//! file, [`manifest::Manifest`] reads the manifest, [`shards::Shard`] maps a shard without
+//! copying and [`shards::Dataset`] maps a split's global sample numbers to shards. The file
+//! formats are specified in `docs/formats.md`. [`progress`] is the progress display the long
+//! stages share.
 
 pub mod build_dir;
 pub mod builder;

@@ -228,111 +228,67 @@ impl Manifest {
 
     /// Typed rows of a manifest frame (`file` names it in errors).
     pub fn from_frame(df: &DataFrame, file: &str) -> Result<Manifest> {
-        let n = df.height();
-        let column = |name: &str, want: ColumnType| -> Result<&Column> {
-            let c = df.column(name).map_err(|_| {
-                anyhow::anyhow!("{file}: column {name:?} is missing (a covidx manifest has it)")
-            })?;
-            let ok = match want {
-                ColumnType::U64 => c.dtype() == &DataType::UInt64,
-                ColumnType::Str | ColumnType::OptStr => c.dtype() == &DataType::String,
-                ColumnType::Bool => c.dtype() == &DataType::Boolean,
-            };
-            if !ok {
-                bail!(
-                    "{file}: column {name:?} is {}, expected {want:?}",
-                    c.dtype()
-                );
-            }
-            if want != ColumnType::OptStr && c.null_count() > 0 {
-                bail!("{file}: column {name:?} has {} null values", c.null_count());
-            }
-            Ok(c)
-        };
-        let strs = |name: &str, want: ColumnType| -> Result<Vec<Option<String>>> {
-            let c = column(name, want)?;
-            let s = c
-                .str()
-                .with_context(|| format!("{file}: column {name:?}"))?;
-            Ok(s.iter().map(|v| v.map(str::to_string)).collect())
-        };
-        let req = |name: &str| -> Result<Vec<String>> {
-            Ok(strs(name, ColumnType::Str)?
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect())
-        };
-        let opt = |name: &str| strs(name, ColumnType::OptStr);
-        let u64s = |name: &str| -> Result<Vec<u64>> {
-            let c = column(name, ColumnType::U64)?;
-            let s = c
-                .u64()
-                .with_context(|| format!("{file}: column {name:?}"))?;
-            Ok(s.iter().map(Option::unwrap_or_default).collect())
-        };
-        let record = u64s("record")?;
-        let line = u64s("line")?;
-        let test_pool: Vec<bool> = column("test_pool", ColumnType::Bool)?
-            .bool()
-            .with_context(|| format!("{file}: column \"test_pool\""))?
+        let f = Frame { df, file };
+        let record = f.u64s("record")?;
+        let line = f.u64s("line")?;
+        let test_pool = f.bools("test_pool")?;
+        let split = f.opt_strings("split")?;
+        // The string columns, in the order the fields below take them.
+        let mut strs = [
+            "source",
+            "tag",
+            "file",
+            "patient",
+            "patient_key",
+            "image",
+            "path",
+            "finding",
+            "finding_parsed",
+            "view",
+            "modality",
+            "detail",
+        ]
+        .iter()
+        .map(|name| Ok(f.strings(name)?.into_iter()))
+        .collect::<Result<Vec<_>>>()?;
+        let mut opts = ["label", "exclusion", "sha256", "image_error"]
             .iter()
-            .map(Option::unwrap_or_default)
-            .collect();
-        let mut source = req("source")?.into_iter();
-        let mut tag = req("tag")?.into_iter();
-        let mut mfile = req("file")?.into_iter();
-        let mut patient = req("patient")?.into_iter();
-        let mut patient_key = req("patient_key")?.into_iter();
-        let mut image = req("image")?.into_iter();
-        let mut path = req("path")?.into_iter();
-        let mut finding = req("finding")?.into_iter();
-        let mut parsed = req("finding_parsed")?.into_iter();
-        let mut view = req("view")?.into_iter();
-        let mut modality = req("modality")?.into_iter();
-        let mut label = opt("label")?.into_iter();
-        let split = opt("split")?;
-        let mut exclusion = opt("exclusion")?.into_iter();
-        let mut detail = req("detail")?.into_iter();
-        let mut sha256 = opt("sha256")?.into_iter();
-        let mut image_error = opt("image_error")?.into_iter();
-        let mut rows = Vec::with_capacity(n);
-        for i in 0..n {
+            .map(|name| Ok(f.opt_strings(name)?.into_iter()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut rows = Vec::with_capacity(df.height());
+        for i in 0..df.height() {
             if record[i] != i as u64 {
                 bail!(
                     "{file}: column \"record\" is {} on row {i}; records must be numbered 0..n",
                     record[i]
                 );
             }
-            let split = match split[i].as_deref() {
-                None => None,
-                Some("train") => Some(Split::Train),
-                Some("test") => Some(Split::Test),
-                Some(other) => {
-                    bail!("{file}: column \"split\" is {other:?} on row {i} (train, test or null)")
-                }
-            };
-            let next = |it: &mut std::vec::IntoIter<String>| it.next().unwrap_or_default();
+            let mut s = strs.iter_mut().map(|c| c.next().unwrap_or_default());
+            let mut o = opts.iter_mut().map(|c| c.next().flatten());
+            let mut s = move || s.next().unwrap_or_default();
+            let mut o = move || o.next().flatten();
+            // Struct fields are evaluated in the order written: the order of the lists above.
             rows.push(ManifestRow {
                 record: record[i],
-                source: next(&mut source),
-                tag: next(&mut tag),
-                file: next(&mut mfile),
+                source: s(),
+                tag: s(),
+                file: s(),
                 line: line[i],
-                patient: next(&mut patient),
-                patient_key: next(&mut patient_key),
-                image: next(&mut image),
-                path: next(&mut path),
-                finding: next(&mut finding),
-                finding_parsed: next(&mut parsed),
-                view: next(&mut view),
-                modality: next(&mut modality),
-                label: label.next().flatten(),
-                split,
+                patient: s(),
+                patient_key: s(),
+                image: s(),
+                path: s(),
+                finding: s(),
+                finding_parsed: s(),
+                view: s(),
+                modality: s(),
+                label: o(),
+                split: split_value(split[i].as_deref(), file, i)?,
                 test_pool: test_pool[i],
-                exclusion: exclusion.next().flatten(),
-                detail: next(&mut detail),
-                sha256: sha256.next().flatten(),
-                image_error: image_error.next().flatten(),
+                exclusion: o(),
+                detail: s(),
+                sha256: o(),
+                image_error: o(),
             });
         }
         Ok(Manifest { rows })
@@ -351,6 +307,81 @@ impl Manifest {
     /// The row of manifest record `record` (as shards and the augmentation table name it).
     pub fn get(&self, record: u64) -> Option<&ManifestRow> {
         usize::try_from(record).ok().and_then(|i| self.rows.get(i))
+    }
+}
+
+/// A split column value.
+fn split_value(v: Option<&str>, file: &str, row: usize) -> Result<Option<Split>> {
+    match v {
+        None => Ok(None),
+        Some("train") => Ok(Some(Split::Train)),
+        Some("test") => Ok(Some(Split::Test)),
+        Some(other) => {
+            bail!("{file}: column \"split\" is {other:?} on row {row} (train, test or null)")
+        }
+    }
+}
+
+/// Typed access to a manifest frame's columns, with errors naming the file and column.
+struct Frame<'a> {
+    df: &'a DataFrame,
+    file: &'a str,
+}
+
+impl Frame<'_> {
+    fn column(&self, name: &str, want: ColumnType) -> Result<&Column> {
+        let file = self.file;
+        let c = self.df.column(name).map_err(|_| {
+            anyhow::anyhow!("{file}: column {name:?} is missing (a covidx manifest has it)")
+        })?;
+        let ok = match want {
+            ColumnType::U64 => c.dtype() == &DataType::UInt64,
+            ColumnType::Str | ColumnType::OptStr => c.dtype() == &DataType::String,
+            ColumnType::Bool => c.dtype() == &DataType::Boolean,
+        };
+        if !ok {
+            bail!(
+                "{file}: column {name:?} is {}, expected {want:?}",
+                c.dtype()
+            );
+        }
+        if want != ColumnType::OptStr && c.null_count() > 0 {
+            bail!("{file}: column {name:?} has {} null values", c.null_count());
+        }
+        Ok(c)
+    }
+
+    fn opt_strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        self.str_column(name, ColumnType::OptStr)
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let v = self.str_column(name, ColumnType::Str)?;
+        Ok(v.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn str_column(&self, name: &str, want: ColumnType) -> Result<Vec<Option<String>>> {
+        let c = self.column(name, want)?;
+        let s = c
+            .str()
+            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+        Ok(s.iter().map(|v| v.map(str::to_string)).collect())
+    }
+
+    fn u64s(&self, name: &str) -> Result<Vec<u64>> {
+        let c = self.column(name, ColumnType::U64)?;
+        let s = c
+            .u64()
+            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+        Ok(s.iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn bools(&self, name: &str) -> Result<Vec<bool>> {
+        let c = self.column(name, ColumnType::Bool)?;
+        let s = c
+            .bool()
+            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+        Ok(s.iter().map(Option::unwrap_or_default).collect())
     }
 }
 

@@ -524,7 +524,10 @@ fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
     let (pipeline, _) = covidx::config::Pipeline::load(&opts.pipeline).unwrap();
     let (mut records, assignment, _) =
         covidx::builder::plan(&pipeline, &opts.sources, covidx::ingest::ImageCheck::Hash).unwrap();
-    let good = records.iter().position(|r| r.path.ends_with("good.png")).unwrap();
+    let good = records
+        .iter()
+        .position(|r| r.path.ends_with("good.png"))
+        .unwrap();
     records[good].sha256 = Some("0".repeat(64));
     let dir = covidx::build_dir::BuildDir::new(&opts.out);
     let input = StageInput {
@@ -536,7 +539,11 @@ fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
         params: "test",
     };
     let outcome = stage::run(&input, StageOptions::default()).unwrap();
-    let q = outcome.quarantine.iter().find(|q| q.record == good).unwrap();
+    let q = outcome
+        .quarantine
+        .iter()
+        .find(|q| q.record == good)
+        .unwrap();
     assert_eq!(q.reason, "changed");
     assert!(q.detail.contains("but ingest read 0000"), "{}", q.detail);
 }

@@ -45,58 +45,77 @@ fn long_vr(vr: &[u8]) -> bool {
     )
 }
 
+/// Little- or big-endian integers at byte offsets of a DICOM file (callers check bounds).
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u16(&self, at: usize, be: bool) -> u16 {
+        let b = [self.0[at], self.0[at + 1]];
+        if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    }
+
+    fn u32(&self, at: usize, be: bool) -> u32 {
+        let b = [self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]];
+        if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    }
+
+    /// Bytes left after `at`.
+    fn left(&self, at: usize) -> usize {
+        self.0.len().saturating_sub(at)
+    }
+}
+
+fn corrupt_at(at: usize, what: String) -> DecodeError {
+    DecodeError::new("corrupt", format!("DICOM at byte {at}: {what}"))
+}
+
 /// Checks, before any DICOM parser runs, that every length the file declares (file meta,
 /// data set, nested sequences and items, pixel fragments) fits in the bytes that follow it.
 /// A 10 KB file that claims a 4 GB element is `corrupt`, never a 4 GB allocation. Deflated
 /// data sets cannot be checked without inflating them and are refused as `unsupported`.
 pub fn check_lengths(bytes: &[u8]) -> Result<(), DecodeError> {
-    let corrupt = |at: usize, what: String| {
-        DecodeError::new("corrupt", format!("DICOM at byte {at}: {what}"))
-    };
     if bytes.len() < PREAMBLE + 4 || &bytes[PREAMBLE..PREAMBLE + 4] != b"DICM" {
         return Err(DecodeError::new(
             "corrupt",
             "no DICM marker after the preamble",
         ));
     }
-    let u16_at = |at: usize, be: bool| {
-        let b = [bytes[at], bytes[at + 1]];
-        if be {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        }
-    };
-    let u32_at = |at: usize, be: bool| {
-        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        if be {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }
-    };
-    // File meta information: explicit VR little endian, group 0002.
+    let (pos, base) = check_file_meta(&Bytes(bytes))?;
+    check_data_set(&Bytes(bytes), pos, base)
+}
+
+/// The file meta group (0002, explicit VR little endian): checks its lengths and returns where
+/// the data set starts and how it is encoded.
+fn check_file_meta(b: &Bytes<'_>) -> Result<(usize, Encoding), DecodeError> {
     let mut pos = PREAMBLE + 4;
     let mut syntax = String::new();
-    while pos + 8 <= bytes.len() && u16_at(pos, false) == 0x0002 {
-        let elem = u16_at(pos + 2, false);
-        let (len, header) = if long_vr(&bytes[pos + 4..pos + 6]) {
-            if pos + 12 > bytes.len() {
-                return Err(corrupt(pos, "truncated file meta element".into()));
+    while b.left(pos) >= 8 && b.u16(pos, false) == 0x0002 {
+        let elem = b.u16(pos + 2, false);
+        let (len, header) = if long_vr(&b.0[pos + 4..pos + 6]) {
+            if b.left(pos) < 12 {
+                return Err(corrupt_at(pos, "truncated file meta element".into()));
             }
-            (u32_at(pos + 8, false) as usize, 12)
+            (b.u32(pos + 8, false) as usize, 12)
         } else {
-            (u16_at(pos + 6, false) as usize, 8)
+            (b.u16(pos + 6, false) as usize, 8)
         };
         let start = pos + header;
-        if len > bytes.len().saturating_sub(start) {
-            return Err(corrupt(
+        if len > b.left(start) {
+            return Err(corrupt_at(
                 pos,
                 format!("file meta element declares {len} bytes"),
             ));
         }
         if elem == 0x0010 {
-            syntax = String::from_utf8_lossy(&bytes[start..start + len])
+            syntax = String::from_utf8_lossy(&b.0[start..start + len])
                 .trim_end_matches(['\0', ' '])
                 .to_string();
         }
@@ -113,55 +132,37 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), DecodeError> {
         }
         _ => Encoding::ExplicitLe,
     };
+    Ok((pos, base))
+}
+
+/// Walks the data set from `pos`: every defined length must fit in what follows; sequences
+/// (defined or undefined length) are walked into, so nested lengths are checked too.
+fn check_data_set(b: &Bytes<'_>, mut pos: usize, base: Encoding) -> Result<(), DecodeError> {
     // Open undefined-length containers (sequences, encapsulated pixel data) and the encoding
     // of their contents; a sequence delimiter closes the innermost one.
     let mut open: Vec<Encoding> = Vec::new();
-    while pos + 8 <= bytes.len() {
+    while b.left(pos) >= 8 {
         let enc = *open.last().unwrap_or(&base);
         let be = enc == Encoding::ExplicitBe;
-        let (group, elem) = (u16_at(pos, be), u16_at(pos + 2, be));
+        let (group, elem) = (b.u16(pos, be), b.u16(pos + 2, be));
         if group == 0xFFFE {
-            let len = u32_at(pos + 4, be);
-            pos += 8;
-            match elem {
-                0xE000 if len == UNDEFINED => {}
-                0xE000 => {
-                    let len = len as usize;
-                    if len > bytes.len() - pos {
-                        return Err(corrupt(pos - 8, format!("item declares {len} bytes")));
-                    }
-                    if enc == Encoding::Fragments {
-                        pos += len;
-                    }
-                }
-                0xE0DD => {
-                    open.pop();
-                }
-                0xE00D => {}
-                other => {
-                    return Err(corrupt(
-                        pos - 8,
-                        format!("unknown item tag (FFFE,{other:04X})"),
-                    ))
-                }
-            }
+            pos = check_item(b, pos, elem, enc, &mut open)?;
             continue;
         }
         let (len, header, vr) = match enc {
-            Encoding::ImplicitLe | Encoding::Fragments => (u32_at(pos + 4, false), 8, None),
+            Encoding::ImplicitLe | Encoding::Fragments => (b.u32(pos + 4, false), 8, None),
             _ => {
-                let vr = [bytes[pos + 4], bytes[pos + 5]];
-                if long_vr(&vr) {
-                    if pos + 12 > bytes.len() {
-                        return Err(corrupt(pos, "truncated element header".into()));
-                    }
-                    (u32_at(pos + 8, be), 12, Some(vr))
+                let vr = [b.0[pos + 4], b.0[pos + 5]];
+                if !long_vr(&vr) {
+                    (b.u16(pos + 6, be) as u32, 8, Some(vr))
+                } else if b.left(pos) < 12 {
+                    return Err(corrupt_at(pos, "truncated element header".into()));
                 } else {
-                    (u16_at(pos + 6, be) as u32, 8, Some(vr))
+                    (b.u32(pos + 8, be), 12, Some(vr))
                 }
             }
         };
-        pos += header;
+        let start = pos + header;
         if len == UNDEFINED {
             open.push(match (group, elem, vr.as_ref().map(|v| &v[..])) {
                 (0x7FE0, 0x0010, _) => Encoding::Fragments,
@@ -169,30 +170,61 @@ pub fn check_lengths(bytes: &[u8]) -> Result<(), DecodeError> {
                 (_, _, Some(b"UN")) => Encoding::ImplicitLe,
                 _ => enc,
             });
+            pos = start;
             continue;
         }
         let len = len as usize;
-        if len > bytes.len() - pos {
-            return Err(corrupt(
-                pos - header,
-                format!(
-                    "element ({group:04X},{elem:04X}) declares {len} bytes, {} remain",
-                    bytes.len() - pos
-                ),
-            ));
+        if len > b.left(start) {
+            let left = b.left(start);
+            let what =
+                format!("element ({group:04X},{elem:04X}) declares {len} bytes, {left} remain");
+            return Err(corrupt_at(pos, what));
         }
         // A sequence of defined length is walked into (its items hold elements too); in
         // implicit VR a sequence is recognised by its first item tag.
-        let starts_item = len >= 4 && {
-            let (g, e) = (u16_at(pos, be), u16_at(pos + 2, be));
-            g == 0xFFFE && e == 0xE000
-        };
+        let starts_item = len >= 4 && b.u16(start, be) == 0xFFFE && b.u16(start + 2, be) == 0xE000;
         let sequence = vr.map_or(starts_item, |v| &v == b"SQ");
-        if !sequence {
-            pos += len;
-        }
+        pos = if sequence { start } else { start + len };
     }
     Ok(())
+}
+
+/// An item or delimiter at `pos` (tag group FFFE): checks an item's length, skips a pixel
+/// fragment, closes a container at a sequence delimiter; returns the next position.
+fn check_item(
+    b: &Bytes<'_>,
+    pos: usize,
+    elem: u16,
+    enc: Encoding,
+    open: &mut Vec<Encoding>,
+) -> Result<usize, DecodeError> {
+    let len = b.u32(pos + 4, enc == Encoding::ExplicitBe);
+    let next = pos + 8;
+    match elem {
+        0xE000 if len == UNDEFINED => Ok(next),
+        0xE000 => {
+            let len = len as usize;
+            if len > b.left(next) {
+                return Err(corrupt_at(pos, format!("item declares {len} bytes")));
+            }
+            // A fragment of encapsulated pixel data is skipped; an item of a sequence holds
+            // elements and is walked into.
+            Ok(if enc == Encoding::Fragments {
+                next + len
+            } else {
+                next
+            })
+        }
+        0xE0DD => {
+            open.pop();
+            Ok(next)
+        }
+        0xE00D => Ok(next),
+        other => Err(corrupt_at(
+            pos,
+            format!("unknown item tag (FFFE,{other:04X})"),
+        )),
+    }
 }
 
 /// Raw stored pixel values of a DICOM's first frame (no rescale, no window), row-major, with

@@ -65,35 +65,7 @@ impl<B: AsRef<[u8]>> Shard<B> {
         let (header_len, meta) = SafeTensors::read_metadata(bytes.as_ref())
             .map_err(|e| anyhow::anyhow!("{file}: not a valid safetensors file: {e}"))?;
         let data_start = 8 + header_len;
-        let m = meta
-            .metadata()
-            .as_ref()
-            .with_context(|| format!("{file}: no __metadata__: not a covidx shard"))?;
-        let key = |k: &str| {
-            m.get(k)
-                .map(String::as_str)
-                .with_context(|| format!("{file}: __metadata__ has no {k:?}: not a covidx shard"))
-        };
-        if key("format")? != FORMAT {
-            bail!("{file}: format {:?} is not {FORMAT:?}", key("format")?);
-        }
-        if key("version")? != VERSION {
-            bail!(
-                "{file}: shard format version {:?}; this covidx reads version {VERSION:?} \
-                 (rebuild the shards with this version)",
-                key("version")?
-            );
-        }
-        let split = match key("split")? {
-            "train" => Split::Train,
-            "test" => Split::Test,
-            other => bail!("{file}: split {other:?} is not train or test"),
-        };
-        let classes: Vec<String> = serde_json::from_str(key("classes")?)
-            .with_context(|| format!("{file}: __metadata__.classes is not a JSON list"))?;
-        let size: u32 = key("size")?
-            .parse()
-            .with_context(|| format!("{file}: __metadata__.size is not a number"))?;
+        let (split, classes, size) = covidx_metadata(&meta, &file.to_string())?;
         if meta.tensors().len() != 4 {
             bail!(
                 "{file}: holds {} tensors; a shard has exactly labels, record, images, copy",
@@ -245,6 +217,43 @@ impl<B: AsRef<[u8]>> Shard<B> {
             copy: self.bytes.as_ref()[self.copy.clone()].to_vec(),
         }
     }
+}
+
+/// The covidx `__metadata__` of a shard: format and version checked; split, classes, size.
+fn covidx_metadata(
+    meta: &safetensors::tensor::Metadata,
+    file: &str,
+) -> Result<(Split, Vec<String>, u32)> {
+    let m = meta
+        .metadata()
+        .as_ref()
+        .with_context(|| format!("{file}: no __metadata__: not a covidx shard"))?;
+    let key = |k: &str| {
+        m.get(k)
+            .map(String::as_str)
+            .with_context(|| format!("{file}: __metadata__ has no {k:?}: not a covidx shard"))
+    };
+    if key("format")? != FORMAT {
+        bail!("{file}: format {:?} is not {FORMAT:?}", key("format")?);
+    }
+    if key("version")? != VERSION {
+        bail!(
+            "{file}: shard format version {:?}; this covidx reads version {VERSION:?} \
+             (rebuild the shards with this version)",
+            key("version")?
+        );
+    }
+    let split = match key("split")? {
+        "train" => Split::Train,
+        "test" => Split::Test,
+        other => bail!("{file}: split {other:?} is not train or test"),
+    };
+    let classes: Vec<String> = serde_json::from_str(key("classes")?)
+        .with_context(|| format!("{file}: __metadata__.classes is not a JSON list"))?;
+    let size: u32 = key("size")?
+        .parse()
+        .with_context(|| format!("{file}: __metadata__.size is not a number"))?;
+    Ok((split, classes, size))
 }
 
 #[cfg(test)]

@@ -128,36 +128,23 @@ fn read_checked(r: &Record, loc: Option<&ImageLocation>) -> Result<Vec<u8>, Deco
     Ok(bytes)
 }
 
-/// Decodes a shard's records and streams every sample to its planned slot (see [`plan`]). A
-/// record that fails is quarantined and its slots are dropped when the shard is finished.
-pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
+/// Runs one worker per rayon thread over the shard's records (in [`Plan::work`] order), each
+/// sample put into its slot of `stream` while another thread hashes the completed prefix.
+/// Returns the hash (`None` when a slot failed) and the records that failed, with why.
+fn decode_all(
+    job: &ShardJob<'_>,
+    plan: &Plan,
+    stream: &ShardStream,
+) -> Result<(Option<String>, Vec<(usize, DecodeError)>)> {
     let cfg = &job.pipeline.images;
     let per_record = 1 + job.copies as usize;
-    let plan = plan(job);
-    let label = |p: usize| {
-        job.records[job.chunk[p]]
-            .label
-            .expect("split records are labelled")
-    };
-    let stream = ShardStream::create(
-        job.path,
-        cfg.size,
-        job.split.name(),
-        &job.pipeline.classes,
-        plan.slots.iter().map(|&(p, _)| label(p) as i64).collect(),
-        plan.slots
-            .iter()
-            .map(|&(p, _)| job.chunk[p] as i64)
-            .collect(),
-        plan.slots.iter().map(|&(_, c)| c as u8).collect(),
-    )?;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let failures: Mutex<Vec<(usize, DecodeError)>> = Default::default();
     let io_error: Mutex<Option<anyhow::Error>> = Default::default();
     let hash = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| stream.hash());
-        let guard = AbortOnUnwind(&stream);
+        let guard = AbortOnUnwind(stream);
         rayon::scope(|rs| {
             for _ in 0..rayon::current_num_threads() {
                 rs.spawn(|_| {
@@ -208,7 +195,32 @@ pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
     if let Some(e) = io_error.into_inner().unwrap() {
         return Err(e);
     }
-    let mut failures = failures.into_inner().unwrap();
+    Ok((hash?, failures.into_inner().unwrap()))
+}
+
+/// Decodes a shard's records and streams every sample to its planned slot (see [`plan`]). A
+/// record that fails is quarantined and its slots are dropped when the shard is finished.
+pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
+    let cfg = &job.pipeline.images;
+    let plan = plan(job);
+    let label = |p: usize| {
+        job.records[job.chunk[p]]
+            .label
+            .expect("split records are labelled")
+    };
+    let stream = ShardStream::create(
+        job.path,
+        cfg.size,
+        job.split.name(),
+        &job.pipeline.classes,
+        plan.slots.iter().map(|&(p, _)| label(p) as i64).collect(),
+        plan.slots
+            .iter()
+            .map(|&(p, _)| job.chunk[p] as i64)
+            .collect(),
+        plan.slots.iter().map(|&(_, c)| c as u8).collect(),
+    )?;
+    let (hash, mut failures) = decode_all(job, &plan, &stream)?;
     failures.sort_by_key(|(i, _)| *i);
     if let (true, Some((i, e))) = (job.strict, failures.first()) {
         let r = &job.records[*i];
@@ -227,7 +239,7 @@ pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
             }
         })
         .collect();
-    let (sha256, kept) = stream.finish(hash?)?;
+    let (sha256, kept) = stream.finish(hash)?;
     let mut class_counts = vec![0u64; job.pipeline.classes.len()];
     for &slot in &kept {
         class_counts[label(plan.slots[slot].0)] += 1;
