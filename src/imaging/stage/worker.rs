@@ -128,6 +128,9 @@ fn read_checked(r: &Record, loc: Option<&ImageLocation>) -> Result<Vec<u8>, Deco
     Ok(bytes)
 }
 
+/// Records that failed to decode (manifest row, why).
+type Failures = Vec<(usize, DecodeError)>;
+
 /// Runs one worker per rayon thread over the shard's records (in [`Plan::work`] order), each
 /// sample put into its slot of `stream` while another thread hashes the completed prefix.
 /// Returns the hash (`None` when a slot failed) and the records that failed, with why.
@@ -135,12 +138,12 @@ fn decode_all(
     job: &ShardJob<'_>,
     plan: &Plan,
     stream: &ShardStream,
-) -> Result<(Option<String>, Vec<(usize, DecodeError)>)> {
+) -> Result<(Option<String>, Failures)> {
     let cfg = &job.pipeline.images;
     let per_record = 1 + job.copies as usize;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let failures: Mutex<Vec<(usize, DecodeError)>> = Default::default();
+    let failures: Mutex<Failures> = Default::default();
     let io_error: Mutex<Option<anyhow::Error>> = Default::default();
     let hash = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| stream.hash());
