@@ -40,13 +40,22 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
 
 /// A source root that paths from metadata are resolved against: every path is checked
 /// lexically ([`check_relative`]) and on disk, where symlinks (of the file or of any folder on
-/// the way) must not lead outside the root. Resolved folders are cached, so checking many
-/// files in few folders costs one `lstat` per file.
+/// the way) must not lead outside the root. Folders are resolved once and cached, so checking
+/// many files in few folders costs one `lstat` per file.
 #[derive(Debug)]
 pub struct Confined {
     root: PathBuf,
     real_root: PathBuf,
-    folders: std::sync::Mutex<std::collections::HashMap<PathBuf, Option<PathBuf>>>,
+    /// Folder (relative, as written in `rel`) -> resolved inside the root (`None`: missing).
+    folders: std::sync::RwLock<rustc_hash::FxHashMap<String, Option<bool>>>,
+}
+
+/// What [`Confined`] found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Missing,
+    File,
+    Other,
 }
 
 impl Confined {
@@ -62,63 +71,80 @@ impl Confined {
         })
     }
 
-    /// The resolved path of `rel`, `None` when it does not exist; an error when it resolves
-    /// outside the root.
-    fn resolve(&self, rel: &str) -> Result<Option<PathBuf>> {
+    fn outside(&self, path: &Path, real: &Path) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} resolves to {}, outside its source root {}",
+            path.display(),
+            real.display(),
+            self.real_root.display()
+        )
+    }
+
+    /// Whether the folder `folder` (relative) resolves inside the root; `None` when missing.
+    fn folder_inside(&self, folder: &str) -> Option<bool> {
+        let cached = self
+            .folders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(folder)
+            .copied();
+        cached.unwrap_or_else(|| {
+            let real = self.root.join(folder).canonicalize().ok();
+            let inside = real.map(|r| r.starts_with(&self.real_root));
+            let mut folders = self.folders.write().unwrap_or_else(|e| e.into_inner());
+            folders.insert(folder.to_string(), inside);
+            inside
+        })
+    }
+
+    /// What `rel` is, after checking that it resolves inside the root.
+    fn find(&self, rel: &str) -> Result<(PathBuf, Found)> {
         let path = safe_join(&self.root, rel)?;
         let meta = match path.symlink_metadata() {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((path, Found::Missing))
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let real = if meta.file_type().is_symlink() {
-            match path.canonicalize() {
+        let kind = |is_file: bool| if is_file { Found::File } else { Found::Other };
+        if meta.file_type().is_symlink() {
+            let real = match path.canonicalize() {
                 Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e).with_context(|| format!("resolving {}", path.display())),
-            }
-        } else {
-            let (parent, name) = match (path.parent(), path.file_name()) {
-                (Some(p), Some(n)) => (p.to_path_buf(), n.to_owned()),
-                _ => bail!("{} names no file", path.display()),
-            };
-            let cached = self.folders.lock().unwrap().get(&parent).cloned();
-            let folder = match cached {
-                Some(f) => f,
-                None => {
-                    let f = parent.canonicalize().ok();
-                    self.folders.lock().unwrap().insert(parent, f.clone());
-                    f
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok((path, Found::Missing))
                 }
+                Err(e) => return Err(e).with_context(|| format!("resolving {}", path.display())),
             };
-            match folder {
-                Some(f) => f.join(name),
-                None => return Ok(None),
+            if !real.starts_with(&self.real_root) {
+                return Err(self.outside(&path, &real));
             }
-        };
-        if !real.starts_with(&self.real_root) {
-            bail!(
-                "{} resolves to {}, outside its source root {}",
-                path.display(),
-                real.display(),
-                self.real_root.display()
-            );
+            let is_file = real.is_file();
+            return Ok((path, kind(is_file)));
         }
-        Ok(Some(real))
+        let folder = rel.rsplit_once('/').map_or("", |(f, _)| f);
+        match self.folder_inside(folder) {
+            None => Ok((path, Found::Missing)),
+            Some(true) => Ok((path, kind(meta.is_file()))),
+            Some(false) => {
+                let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+                Err(self.outside(&path, &real))
+            }
+        }
     }
 
     /// Whether `rel` is a regular file inside the root (not opened).
     pub fn is_file(&self, rel: &str) -> Result<bool> {
-        Ok(self.resolve(rel)?.is_some_and(|p| p.is_file()))
+        Ok(self.find(rel)?.1 == Found::File)
     }
 
     /// Opens `rel` for reading.
     pub fn open(&self, rel: &str) -> Result<File> {
-        let shown = self.root.join(rel);
-        let real = self
-            .resolve(rel)?
-            .with_context(|| format!("opening {}: no such file", shown.display()))?;
-        File::open(&real).with_context(|| format!("opening {}", shown.display()))
+        let (path, found) = self.find(rel)?;
+        if found == Found::Missing {
+            bail!("opening {}: no such file", path.display());
+        }
+        File::open(&path).with_context(|| format!("opening {}", path.display()))
     }
 
     /// Reads `rel` whole.

@@ -201,47 +201,42 @@ impl Table {
 /// unbalanced quote that swallowed the rows up to the next one). Both are errors naming the
 /// file and the line where the quoted field opened.
 pub fn check_quotes(text: &[u8], file: &str, delimiter: u8) -> Result<()> {
-    let mut line = 1u64;
-    let mut i = 0;
-    let mut field_start = true;
-    while i < text.len() {
-        let b = text[i];
-        if field_start && b == b'"' {
-            let opened = line;
-            i += 1;
-            loop {
-                match text.get(i) {
-                    None => bail!(
-                        "{file}:{opened}: a quoted field opened on this line is never closed \
-                         (it would swallow the rest of the file)"
-                    ),
-                    Some(b'"') if text.get(i + 1) == Some(&b'"') => i += 2,
-                    Some(b'"') => break,
-                    Some(b'\n') => {
-                        line += 1;
-                        i += 1;
-                    }
-                    Some(_) => i += 1,
-                }
-            }
-            i += 1;
-            match text.get(i) {
-                None | Some(b'\n' | b'\r') => {}
-                Some(&d) if d == delimiter => {}
-                Some(&c) => bail!(
-                    "{file}:{line}: text ({:?}) right after the closing quote of a field \
-                     opened on line {opened}: a quote is unbalanced",
-                    c as char
-                ),
-            }
-            field_start = false;
+    let line_of = |at: usize| 1 + memchr::memchr_iter(b'\n', &text[..at]).count();
+    let mut from = 0;
+    // Only quotes matter: memchr jumps from one to the next.
+    while let Some(q) = memchr::memchr(b'"', &text[from..]).map(|i| from + i) {
+        let field_start =
+            q == 0 || matches!(text[q - 1], b'\n' | b'\r') || text[q - 1] == delimiter;
+        if !field_start {
+            // A quote inside an unquoted field is literal.
+            from = q + 1;
             continue;
         }
-        field_start = b == delimiter || b == b'\n' || b == b'\r';
-        if b == b'\n' {
-            line += 1;
+        // Find the closing quote: the next lone `"` (`""` is an escaped quote).
+        let mut at = q + 1;
+        let close = loop {
+            match memchr::memchr(b'"', &text[at..]).map(|i| at + i) {
+                None => bail!(
+                    "{file}:{}: a quoted field opened on this line is never closed \
+                     (it would swallow the rest of the file)",
+                    line_of(q)
+                ),
+                Some(i) if text.get(i + 1) == Some(&b'"') => at = i + 2,
+                Some(i) => break i,
+            }
+        };
+        match text.get(close + 1) {
+            None | Some(b'\n' | b'\r') => {}
+            Some(&d) if d == delimiter => {}
+            Some(&c) => bail!(
+                "{file}:{}: text ({:?}) right after the closing quote of a field opened on \
+                 line {}: a quote is unbalanced",
+                line_of(close),
+                c as char,
+                line_of(q)
+            ),
         }
-        i += 1;
+        from = close + 1;
     }
     Ok(())
 }
