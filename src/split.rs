@@ -189,19 +189,7 @@ pub fn assign(
     let order = pipeline_order(pipeline, sources, records);
 
     // 1. Duplicates: same source, patient and image as an earlier record in pipeline order.
-    let mut seen: HashMap<(String, String, String), usize> = HashMap::default();
-    let mut kept = Vec::with_capacity(order.len());
-    for &i in &order {
-        let r = &records[i];
-        let key = (r.source.clone(), r.patient.clone(), r.path.clone());
-        if let Some(&first) = seen.get(&key) {
-            let detail = format!("same patient and image as {}", records[first].origin());
-            records[i].exclude(Exclusion::Duplicate, detail);
-        } else {
-            seen.insert(key, i);
-            kept.push(i);
-        }
-    }
+    let kept = dedup(records, &order);
 
     // 2. Pinned test patients and pools (patient-level, whatever the class of the record).
     let src_index: HashMap<&str, usize> = sources
@@ -226,36 +214,8 @@ pub fn assign(
 
     // 3. Seeded, class-stratified draw over the remaining patients.
     if pipeline.split.method == SplitMethod::Seeded {
-        let mut stratum: BTreeMap<&str, usize> = BTreeMap::new();
-        for &i in &kept {
-            let key = keys[&i].as_str();
-            if test_keys.contains(key) {
-                continue;
-            }
-            let label = records[i].label.unwrap();
-            let e = stratum.entry(key).or_insert(label);
-            *e = (*e).max(label);
-        }
-        let mut per_class: Vec<Vec<(&str, [u8; 32])>> = vec![Vec::new(); pipeline.classes.len()];
-        for (key, &class) in &stratum {
-            per_class[class].push((key, draw_rank(pipeline.seed, key)));
-        }
-        for (class, mut patients) in per_class.into_iter().enumerate() {
-            patients.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
-            let n = match (&pipeline.split.test_count, pipeline.split.test_fraction) {
-                (Some(counts), _) => counts.get(&pipeline.classes[class]).copied().unwrap_or(0),
-                (None, Some(f)) => (f * patients.len() as f64).round() as usize,
-                (None, None) => 0,
-            };
-            if n > patients.len() {
-                bail!(
-                    "split.test_count.{:?} = {n}, but only {} patients of that class are left",
-                    pipeline.classes[class],
-                    patients.len()
-                );
-            }
-            test_keys.extend(patients[..n].iter().map(|(k, _)| *k));
-        }
+        let drawn = seeded_draw(pipeline, records, &kept, &keys, &test_keys)?;
+        test_keys.extend(drawn);
     }
 
     let mut out = Assignment::default();
@@ -285,6 +245,69 @@ pub fn assign(
 
     check_disjoint(records, &out)?;
     Ok(out)
+}
+
+/// The records of `order` that are not a duplicate (same source, patient and image as an
+/// earlier record in that order); duplicates are excluded naming the first.
+fn dedup(records: &mut [Record], order: &[usize]) -> Vec<usize> {
+    let mut seen: HashMap<(String, String, String), usize> = HashMap::default();
+    let mut kept = Vec::with_capacity(order.len());
+    for &i in order {
+        let r = &records[i];
+        let key = (r.source.clone(), r.patient.clone(), r.path.clone());
+        if let Some(&first) = seen.get(&key) {
+            let detail = format!("same patient and image as {}", records[first].origin());
+            records[i].exclude(Exclusion::Duplicate, detail);
+        } else {
+            seen.insert(key, i);
+            kept.push(i);
+        }
+    }
+    kept
+}
+
+/// The patients the seeded draw moves to test: per class stratum (a patient's highest class),
+/// the first `test_count` or `test_fraction` of the patients not already in the test pool,
+/// ranked by a hash of (seed, patient), so the draw does not depend on row order.
+fn seeded_draw<'k>(
+    pipeline: &Pipeline,
+    records: &[Record],
+    kept: &[usize],
+    keys: &'k HashMap<usize, String>,
+    pinned: &HashSet<&str>,
+) -> Result<Vec<&'k str>> {
+    let mut stratum: BTreeMap<&str, usize> = BTreeMap::new();
+    for &i in kept {
+        let key = keys[&i].as_str();
+        if pinned.contains(key) {
+            continue;
+        }
+        let label = records[i].label.expect("candidates are labelled");
+        let e = stratum.entry(key).or_insert(label);
+        *e = (*e).max(label);
+    }
+    let mut per_class: Vec<Vec<(&str, [u8; 32])>> = vec![Vec::new(); pipeline.classes.len()];
+    for (key, &class) in &stratum {
+        per_class[class].push((key, draw_rank(pipeline.seed, key)));
+    }
+    let mut drawn = Vec::new();
+    for (class, mut patients) in per_class.into_iter().enumerate() {
+        patients.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+        let n = match (&pipeline.split.test_count, pipeline.split.test_fraction) {
+            (Some(counts), _) => counts.get(&pipeline.classes[class]).copied().unwrap_or(0),
+            (None, Some(f)) => (f * patients.len() as f64).round() as usize,
+            (None, None) => 0,
+        };
+        if n > patients.len() {
+            bail!(
+                "split.test_count.{:?} = {n}, but only {} patients of that class are left",
+                pipeline.classes[class],
+                patients.len()
+            );
+        }
+        drawn.extend(patients[..n].iter().map(|(k, _)| *k));
+    }
+    Ok(drawn)
 }
 
 fn apply_test_list(
