@@ -28,18 +28,22 @@ struct Patient {
     file: String,
 }
 
-/// Reads the two RSNA CSVs into one record per patient.
-pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
-    let labels_file = source_path(src, &src.metadata);
-    let class_file = source_path(src, CLASS_FILE);
-    let classes = Table::load(ctx.root, &class_file, src.encoding, b',', ctx.inputs)?;
-    let labels = Table::load(ctx.root, &labels_file, src.encoding, b',', ctx.inputs)?;
+/// The patients of both files in order of first appearance, and the rows too short to read.
+struct Patients {
+    order: Vec<String>,
+    by_id: HashMap<String, Patient>,
+    malformed: Vec<(String, u64, String)>,
+}
 
-    let mut order: Vec<String> = Vec::new();
-    let mut patients: HashMap<String, Patient> = HashMap::default();
-    let mut malformed = Vec::new();
-
-    for (table, field, is_class) in [(&classes, "class", true), (&labels, "Target", false)] {
+/// Collects every patient's class (class file) and `Target` (labels file), noting the first
+/// contradiction within a file.
+fn collect(classes: &Table, labels: &Table) -> Result<Patients> {
+    let mut p = Patients {
+        order: Vec::new(),
+        by_id: HashMap::default(),
+        malformed: Vec::new(),
+    };
+    for (table, field, is_class) in [(classes, "class", true), (labels, "Target", false)] {
         let pid_col = table.column("patientId")?;
         let val_col = table.column(field)?;
         for row in &table.rows {
@@ -49,17 +53,17 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             ) {
                 (Ok(p), Ok(v)) if !p.is_empty() => (p.to_string(), v.to_string()),
                 (Err(d), _) | (_, Err(d)) => {
-                    malformed.push((table.file.clone(), row.line, d));
+                    p.malformed.push((table.file.clone(), row.line, d));
                     continue;
                 }
                 _ => {
                     let d = format!("{}:{}: field \"patientId\" is empty", table.file, row.line);
-                    malformed.push((table.file.clone(), row.line, d));
+                    p.malformed.push((table.file.clone(), row.line, d));
                     continue;
                 }
             };
-            let p = patients.entry(pid.clone()).or_insert_with(|| {
-                order.push(pid.clone());
+            let entry = p.by_id.entry(pid.clone()).or_insert_with(|| {
+                p.order.push(pid.clone());
                 Patient {
                     class: None,
                     target: None,
@@ -69,14 +73,14 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
                 }
             });
             let slot = if is_class {
-                &mut p.class
+                &mut entry.class
             } else {
-                &mut p.target
+                &mut entry.target
             };
             match slot {
                 None => *slot = Some((value, row.line)),
-                Some((prev, prev_line)) if *prev != value && p.conflict.is_none() => {
-                    p.conflict = Some(format!(
+                Some((prev, prev_line)) if *prev != value && entry.conflict.is_none() => {
+                    entry.conflict = Some(format!(
                         "{}: field {field:?} is {prev:?} on line {prev_line} but {value:?} on line {}",
                         table.file, row.line
                     ));
@@ -85,58 +89,22 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             }
         }
     }
+    Ok(p)
+}
 
-    let mut out = Vec::with_capacity(order.len() + malformed.len());
-    for pid in order {
-        let p = &patients[&pid];
-        let mut rec = Record {
-            source: src.name.clone(),
-            tag: src.tag.clone(),
-            file: p.file.clone(),
-            line: p.line,
-            subject: pid.clone(),
-            image: format!(
-                "{pid}.{}",
-                src.config.output_ext.as_deref().unwrap_or("png")
-            ),
-            path: image_path(
-                src,
-                &p.file,
-                p.line,
-                "patientId",
-                &format!("{IMAGE_DIR}/{pid}.dcm"),
-            )?,
-            patient: pid,
-            ..Record::default()
-        };
-        rec.finding = match (&p.class, &p.target) {
-            (Some((c, _)), _) => c.clone(),
-            (None, Some((t, _))) => t.clone(),
-            (None, None) => String::new(),
-        };
-        let consistent = match (&p.class, &p.target) {
-            (Some((c, cl)), Some((t, tl))) => {
-                let opacity = c == "Lung Opacity";
-                let positive = t == "1";
-                (opacity == positive).then_some(()).ok_or_else(|| {
-                    format!(
-                        "{class_file}:{cl} field \"class\" is {c:?} but {labels_file}:{tl} \
-                         field \"Target\" is {t:?}"
-                    )
-                })
-            }
-            _ => Ok(()),
-        };
-        if let Some(c) = &p.conflict {
-            rec.exclude(Exclusion::ConflictingLabels, c.clone());
-        } else if let Err(c) = consistent {
-            rec.exclude(Exclusion::ConflictingLabels, c);
-        } else if p.class.is_none() {
-            rec.detail = format!("not in {class_file}; finding is the Target value");
-        }
-        out.push(rec);
+/// Reads the two RSNA CSVs into one record per patient.
+pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
+    let labels_file = source_path(src, &src.metadata);
+    let class_file = source_path(src, CLASS_FILE);
+    let classes = Table::load(ctx.root, &class_file, src.encoding, b',', ctx.inputs)?;
+    let labels = Table::load(ctx.root, &labels_file, src.encoding, b',', ctx.inputs)?;
+    let patients = collect(&classes, &labels)?;
+    let mut out = Vec::with_capacity(patients.order.len() + patients.malformed.len());
+    for pid in &patients.order {
+        let p = &patients.by_id[pid];
+        out.push(record_of(src, pid, p, (&class_file, &labels_file))?);
     }
-    for (file, line, detail) in malformed {
+    for (file, line, detail) in patients.malformed {
         let mut rec = Record {
             source: src.name.clone(),
             tag: src.tag.clone(),
@@ -148,4 +116,53 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         out.push(rec);
     }
     Ok(out)
+}
+
+/// The record of one patient: finding from the class file (else `Target`), excluded as
+/// `conflicting-labels` when the files or rows disagree.
+fn record_of(
+    src: &Source,
+    pid: &str,
+    p: &Patient,
+    (class_file, labels_file): (&str, &str),
+) -> Result<Record> {
+    let ext = src.config.output_ext.as_deref().unwrap_or("png");
+    let image_rel = format!("{IMAGE_DIR}/{pid}.dcm");
+    let mut rec = Record {
+        source: src.name.clone(),
+        tag: src.tag.clone(),
+        file: p.file.clone(),
+        line: p.line,
+        subject: pid.to_string(),
+        image: format!("{pid}.{ext}"),
+        path: image_path(src, &p.file, p.line, "patientId", &image_rel)?,
+        patient: pid.to_string(),
+        ..Record::default()
+    };
+    rec.finding = match (&p.class, &p.target) {
+        (Some((c, _)), _) => c.clone(),
+        (None, Some((t, _))) => t.clone(),
+        (None, None) => String::new(),
+    };
+    let consistent = match (&p.class, &p.target) {
+        (Some((c, cl)), Some((t, tl))) => {
+            let opacity = c == "Lung Opacity";
+            let positive = t == "1";
+            (opacity == positive).then_some(()).ok_or_else(|| {
+                format!(
+                    "{class_file}:{cl} field \"class\" is {c:?} but {labels_file}:{tl} \
+                     field \"Target\" is {t:?}"
+                )
+            })
+        }
+        _ => Ok(()),
+    };
+    if let Some(c) = &p.conflict {
+        rec.exclude(Exclusion::ConflictingLabels, c.clone());
+    } else if let Err(c) = consistent {
+        rec.exclude(Exclusion::ConflictingLabels, c);
+    } else if p.class.is_none() {
+        rec.detail = format!("not in {class_file}; finding is the Target value");
+    }
+    Ok(rec)
 }
