@@ -284,7 +284,15 @@ pub fn write_sources(root: &Path) -> Result<()> {
         seed += 1;
         seed
     };
+    write_cohen(&w, &mut next)?;
+    write_figure1(&w, &mut next)?;
+    write_actualmed(&w, &mut next)?;
+    write_rsna(&w, &mut next)?;
+    write_covidnet(&w)
+}
 
+/// Cohen's layout (`metadata.csv`, `images/`, `volumes/`).
+fn write_cohen(w: &Writer<'_>, next: &mut impl FnMut() -> u32) -> Result<()> {
     // Cohen, later hierarchical schema: trailing comma in the header, multi-line quoted notes,
     // a row with unquoted commas, a trailing space in a file name, a name with spaces and
     // parentheses, views to filter, a CT volume, `todo` and `Herpes ` (trailing space).
@@ -454,7 +462,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
     // A duplicated metadata row (same patient and image).
     meta.push_str("5,0,M,60,Pneumonia/Viral/COVID-19,Y,,PA,X-ray,2020,Somewhere,images,covid-5.jpeg,,,,again,,\n");
     w.file(&format!("{c}/metadata.csv"), meta.as_bytes())?;
+    Ok(())
+}
 
+/// Figure1's layout.
+fn write_figure1(w: &Writer<'_>, next: &mut impl FnMut() -> u32) -> Result<()> {
     // Figure1: ISO-8859-1 text, no file name column (jpg or png), suffixed ids, blank findings,
     // a row whose image is missing.
     let f = "Figure1-COVID-chestxray-dataset";
@@ -483,7 +495,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
         }
     }
     w.file(&format!("{f}/metadata.csv"), &meta)?;
+    Ok(())
+}
 
+/// Actualmed's layout.
+fn write_actualmed(w: &Writer<'_>, next: &mut impl FnMut() -> u32) -> Result<()> {
     // Actualmed: CRLF line endings, `imagename` column, COVID-19 / No finding / blank.
     let a = "Actualmed-COVID-chestxray-dataset";
     let mut meta = String::from(
@@ -508,7 +524,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
         w.file(&format!("{a}/images/{name}"), &png8(next())?)?;
     }
     w.file(&format!("{a}/metadata.csv"), meta.as_bytes())?;
+    Ok(())
+}
 
+/// RSNA's layout (two CSVs, DICOM images).
+fn write_rsna(w: &Writer<'_>, next: &mut impl FnMut() -> u32) -> Result<()> {
     // RSNA: several label rows per patient, detailed class info, DICOM images.
     let r = "rsna-pneumonia-detection-challenge";
     let mut labels = String::from("patientId,x,y,width,height,Target\n");
@@ -537,7 +557,11 @@ pub fn write_sources(root: &Path) -> Result<()> {
         &format!("{r}/stage_2_detailed_class_info.csv"),
         classes.as_bytes(),
     )?;
+    Ok(())
+}
 
+/// COVID-Net's pinned pools and test list.
+fn write_covidnet(w: &Writer<'_>) -> Result<()> {
     // COVID-Net: RSNA test pools (numpy <U36, like the published ones) and a pinned test list.
     let pool = |ids: &[usize]| {
         ids.iter()
