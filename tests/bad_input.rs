@@ -266,3 +266,28 @@ fn a_symlink_out_of_the_source_root_is_refused_in_metadata_only_builds_too() {
         assert!(!o.lock.inputs.keys().any(|k| k.contains("link")));
     }
 }
+
+#[test]
+fn a_source_directory_may_link_to_where_the_dataset_lives() {
+    // Configured paths follow symlinks (a common layout); image paths from metadata are
+    // confined to the source's resolved directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = format!(
+        "{HEADER}1,0,COVID-19,PA,X-ray,images,a.png,,\n2,0,COVID-19,PA,X-ray,images,out.png,,\n"
+    );
+    let opts = setup(tmp.path(), meta.as_bytes(), "exclude");
+    let real = tmp.path().join("datasets/cohen");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    let linked = opts.sources.join("covid-chestxray-dataset");
+    std::fs::rename(&linked, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret.png"), real.join("images/out.png")).unwrap();
+    let o = build(&opts).unwrap();
+    assert_eq!(o.records[0].exclusion, None);
+    assert_eq!(o.records[1].exclusion, Some(Exclusion::UnreadableImage));
+    assert!(
+        o.records[1].detail.contains("outside its source root"),
+        "{}",
+        o.records[1].detail
+    );
+}

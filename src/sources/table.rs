@@ -105,6 +105,8 @@ impl Table {
         delimiter: u8,
         inputs: &mut InputHashes,
     ) -> Result<Table> {
+        // A configured path (not one from metadata): checked lexically, and symlinks are
+        // followed, so a source directory may link to where the dataset really lives.
         let path = fsutil::safe_join(sources, rel)?;
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
