@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
+use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
 use covidx::record::Exclusion;
+use covidx::record::Split;
 
 const PIPELINE: &str = r#"
 name = "bad"
@@ -39,7 +41,7 @@ fn err_of(metadata: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let opts = setup(tmp.path(), metadata.as_bytes(), "exclude");
     let e = build(&opts).unwrap_err();
-    assert!(!tmp.path().join("out/covidx.lock.json").exists());
+    assert!(!BuildDir::new(tmp.path().join("out")).lock().exists());
     format!("{e:#}")
 }
 
@@ -237,7 +239,9 @@ fn names_a_split_file_cannot_carry_are_excluded_never_written_raw() {
         o.records[1].detail
     );
     // Every split line has exactly three fields; the space became `_`.
-    let train = std::fs::read_to_string(tmp.path().join("out/splits/train.txt")).unwrap();
+    let train =
+        std::fs::read_to_string(BuildDir::new(tmp.path().join("out")).split_file(Split::Train))
+            .unwrap();
     assert_eq!(train, "5 sp_ace.png COVID-19\n6 b.png COVID-19\n");
     assert_eq!(o.summary.excluded_total("invalid-name"), 3);
 }

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::tree_bytes;
+use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
 use covidx::record::Exclusion;
+use covidx::record::Split;
 
 fn demo_build(dir: &Path, metadata_only: bool) -> covidx::builder::BuildOutcome {
     let sources = dir.join("sources");
@@ -112,7 +114,7 @@ fn demo_build_handles_every_quirk() {
     assert_eq!(s.excluded_total("view-filtered"), 2);
 
     let out = tmp.path().join("out");
-    let train = std::fs::read_to_string(out.join("splits/train.txt")).unwrap();
+    let train = std::fs::read_to_string(BuildDir::new(&out).split_file(Split::Train)).unwrap();
     let tags: Vec<&str> = train
         .lines()
         .map(|l| l.rsplit(' ').next().unwrap())
@@ -124,7 +126,7 @@ fn demo_build_handles_every_quirk() {
             "cohen", "fig1", "fig1", "fig1", "actmed", "rsna", "rsna", "rsna", "rsna", "rsna"
         ]
     );
-    let test = std::fs::read_to_string(out.join("splits/test.txt")).unwrap();
+    let test = std::fs::read_to_string(BuildDir::new(&out).split_file(Split::Test)).unwrap();
     let pinned =
         std::fs::read_to_string(tmp.path().join("sources/COVID-Net/test_demo.txt")).unwrap();
     let strip = |t: &str| {
@@ -139,7 +141,7 @@ fn demo_build_handles_every_quirk() {
     assert!(test.contains("2 covid_2_(day_1).jpeg COVID-19 cohen\n"));
 
     // The manifest has one row per candidate record and reads back.
-    let m = covidx::manifest::Manifest::read(&out.join("manifest.parquet")).unwrap();
+    let m = covidx::manifest::Manifest::read(&BuildDir::new(&out).manifest()).unwrap();
     assert_eq!(m.len(), o.records.len());
     for (row, r) in m.rows.iter().zip(&o.records) {
         assert_eq!(
@@ -148,7 +150,7 @@ fn demo_build_handles_every_quirk() {
         );
         assert_eq!(row.label, r.label.map(|l| o.pipeline.classes[l].clone()));
     }
-    let csv = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    let csv = std::fs::read_to_string(BuildDir::new(&out).manifest_csv()).unwrap();
     assert!(csv.starts_with("record,source,tag,file,line,patient,patient_key,image,path,finding"));
 }
 
@@ -196,7 +198,7 @@ fn outputs_are_byte_identical_for_1_and_4_threads_and_verify_catches_changes() {
     assert_eq!(trees[0], trees[1]);
 
     let dir = tmp.path().join("t1");
-    let lock = dir.join("out/covidx.lock.json");
+    let lock = BuildDir::new(dir.join("out")).lock();
     let sources = dir.join("sources");
     let verify = || {
         run_cli(
@@ -215,7 +217,7 @@ fn outputs_are_byte_identical_for_1_and_4_threads_and_verify_catches_changes() {
     let mut bytes = std::fs::read(&img).unwrap();
     bytes[40] ^= 0xFF;
     std::fs::write(&img, bytes).unwrap();
-    std::fs::remove_file(dir.join("out/manifest.csv")).unwrap();
+    std::fs::remove_file(BuildDir::new(dir.join("out")).manifest_csv()).unwrap();
     let out = verify();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -237,7 +239,11 @@ fn rerun_over_an_old_output_replaces_it_atomically() {
     let before = tree_bytes(&tmp.path().join("out"));
     // Leftover temp files from a killed run do not matter; a rerun gives the same bytes.
     std::fs::write(tmp.path().join("out/.manifest.csv.tmp-999"), b"partial").unwrap();
-    std::fs::write(tmp.path().join("out/splits/train.txt"), b"garbage").unwrap();
+    std::fs::write(
+        BuildDir::new(tmp.path().join("out")).split_file(Split::Train),
+        b"garbage",
+    )
+    .unwrap();
     demo_build(tmp.path(), false);
     let after = tree_bytes(&tmp.path().join("out"));
     assert_eq!(before, after);

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use std::process::Command;
 
+use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
+use covidx::record::Split;
 use covidx::shards::{Index, Shard};
 
 /// Runs a command to success and returns its stdout; a failure shows its stderr.
@@ -64,13 +66,14 @@ fn demo_shards_hold_every_record_with_its_copies() {
     let o = demo(tmp.path());
     let img = o.images.as_ref().expect("demo enables the image stage");
     assert!(img.quarantine.is_empty(), "{:?}", img.quarantine);
-    let index = Index::load(&tmp.path().join("out/shards/index.json")).unwrap();
+    let index = Index::load(&BuildDir::new(tmp.path().join("out")).shard_index()).unwrap();
     assert!(index.complete);
     assert_eq!(index.size, 64);
     let mut seen = std::collections::BTreeMap::new();
     for (split, entries) in &index.splits {
         for e in entries {
-            let path = tmp.path().join(format!("out/shards/{split}/{}", e.file));
+            let path = BuildDir::new(tmp.path().join("out"))
+                .shard(covidx::shards::index::split_of(split).unwrap(), &e.file);
             assert_eq!(covidx::fsutil::sha256_file(&path).unwrap(), e.sha256);
             let d = Shard::open(&path).unwrap().to_data();
             assert_eq!(d.len(), e.samples);
@@ -105,7 +108,7 @@ fn demo_shards_hold_every_record_with_its_copies() {
         assert!(o.lock.outputs.contains_key(f), "{f}");
     }
     let (_, mismatches) = covidx::lock::verify(
-        &tmp.path().join("out/covidx.lock.json"),
+        &BuildDir::new(tmp.path().join("out")).lock(),
         &tmp.path().join("sources"),
     )
     .unwrap();
@@ -113,7 +116,7 @@ fn demo_shards_hold_every_record_with_its_copies() {
     // The augmentation table lists every sample, and `process` regenerates any sample from
     // (seed, record, copy) byte for byte with the listed parameters.
     let aug = covidx::manifest::read_table(
-        &tmp.path().join("out/augment.parquet"),
+        &BuildDir::new(tmp.path().join("out")).augment(),
         covidx::imaging::stage::tables::AUGMENT_FORMAT,
         covidx::imaging::stage::tables::AUGMENT_VERSION,
     )
@@ -127,9 +130,12 @@ fn demo_shards_hold_every_record_with_its_copies() {
         angles.f32().unwrap(),
     );
     let (pipeline, _) = covidx::config::Pipeline::load(&tmp.path().join("demo.toml")).unwrap();
-    let d = Shard::open(&tmp.path().join("out/shards/train/shard-00000.safetensors"))
-        .unwrap()
-        .to_data();
+    let d = Shard::open(
+        &BuildDir::new(tmp.path().join("out"))
+            .shard(Split::Train, &covidx::build_dir::shard_file(0)),
+    )
+    .unwrap()
+    .to_data();
     let s2 = 64 * 64;
     for k in (0..d.len()).step_by(5) {
         let r = &o.records[d.record[k] as usize];
@@ -215,16 +221,17 @@ fn bad_images_are_quarantined_and_the_run_continues() {
             ("truncated.jpg", "corrupt")
         ]
     );
-    let csv = std::fs::read_to_string(tmp.path().join("out/quarantine.csv")).unwrap();
+    let csv = std::fs::read_to_string(BuildDir::new(tmp.path().join("out")).quarantine()).unwrap();
     assert!(
         csv.starts_with("record,path,reason,detail\n") && csv.contains("g/images/empty.png,empty")
     );
-    let index = Index::load(&tmp.path().join("out/shards/index.json")).unwrap();
+    let index = Index::load(&BuildDir::new(tmp.path().join("out")).shard_index()).unwrap();
     assert_eq!(
         index.splits["train"][0].samples, 2,
         "only the good image, clean + 1 copy"
     );
-    let manifest = std::fs::read_to_string(tmp.path().join("out/manifest.csv")).unwrap();
+    let manifest =
+        std::fs::read_to_string(BuildDir::new(tmp.path().join("out")).manifest_csv()).unwrap();
     assert!(
         manifest.contains("wrong-extension: content is Jpeg"),
         "{manifest}"
@@ -299,7 +306,7 @@ fn a_killed_build_resumes_to_identical_bytes() {
     };
     let whole = tmp.path().join("whole");
     assert!(run(&whole, "0").wait().unwrap().success());
-    let n_shards = Index::load(&whole.join("shards/index.json"))
+    let n_shards = Index::load(&BuildDir::new(&whole).shard_index())
         .unwrap()
         .splits["train"]
         .len();
@@ -307,7 +314,8 @@ fn a_killed_build_resumes_to_identical_bytes() {
 
     let killed = tmp.path().join("killed");
     let mut child = run(&killed, "400");
-    let shard = |k: usize| killed.join(format!("shards/train/shard-{k:05}.safetensors"));
+    let shard =
+        |k: usize| BuildDir::new(&killed).shard(Split::Train, &covidx::build_dir::shard_file(k));
     let start = std::time::Instant::now();
     while !shard(1).exists() && start.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -321,7 +329,7 @@ fn a_killed_build_resumes_to_identical_bytes() {
     assert!(!killed.join("covidx.lock.json").exists());
     // What a kill while a shard streams (or while it drops quarantined slots) leaves behind:
     // the resumed build removes it.
-    let train = killed.join("shards/train");
+    let train = BuildDir::new(&killed).shard_split_dir(Split::Train);
     std::fs::write(
         train.join(".shard-00002.safetensors.tmp-999999"),
         b"partial",

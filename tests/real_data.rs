@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use common::shared_layout::{layout, layout_nih, Revision, COVIDX2};
 use common::{crate_path, shared_or_skip};
+use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
 use covidx::config::Pipeline;
 use covidx::ingest::read_all;
+use covidx::record::Split;
 use covidx::record::{Exclusion, Record};
 
 fn count<'a>(it: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
@@ -178,12 +180,15 @@ fn covidx2_reproduces_the_paper_counts_and_published_test_list() {
     // The test split is byte for byte the published list.
     let data = common::shared_layout::shared_data().unwrap();
     let published = std::fs::read(data.join("covidnet/test_COVIDx2.txt")).unwrap();
-    let ours = std::fs::read(tmp.path().join("out/splits/test.txt")).unwrap();
+    let ours =
+        std::fs::read(BuildDir::new(tmp.path().join("out")).split_file(Split::Test)).unwrap();
     assert_eq!(ours, published);
 
     // Train is in the published order: Cohen+Figure1 by class (normal, pneumonia, COVID-19),
     // then RSNA normal, then RSNA pneumonia.
-    let train = std::fs::read_to_string(tmp.path().join("out/splits/train.txt")).unwrap();
+    let train =
+        std::fs::read_to_string(BuildDir::new(tmp.path().join("out")).split_file(Split::Train))
+            .unwrap();
     let lines: Vec<&str> = train.lines().collect();
     assert_eq!(lines.len(), 13569);
     let first_rsna = lines
