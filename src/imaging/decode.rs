@@ -19,6 +19,31 @@ use super::dicom::decode_dicom;
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest accepted decoded allocation, in bytes.
 pub const MAX_ALLOC: u64 = 1 << 30;
+/// Most decoded bytes one byte of a compressed file can stand for. Deflate (PNG) stops near
+/// 1032:1; a JPEG spends at least one bit on every 8x8 block's DC value (512:1); DICOM RLE
+/// 64:1. A file declaring more pixels than this allows is corrupt, and is refused before any
+/// buffer for those pixels is allocated.
+pub const MAX_EXPANSION: u64 = 2048;
+/// Decoded bytes allowed whatever the file size (small headers of small images).
+pub const EXPANSION_SLACK: u64 = 16 << 20;
+
+/// Refuses a decoded size (`decoded` bytes for a `w`×`h` image) that a `file_len`-byte file
+/// cannot encode, so a tiny file never makes us allocate for a huge image.
+pub fn check_expansion(decoded: u64, file_len: usize, w: u32, h: u32) -> Result<(), DecodeError> {
+    let most = (file_len as u64)
+        .saturating_mul(MAX_EXPANSION)
+        .saturating_add(EXPANSION_SLACK);
+    if decoded > most {
+        return Err(DecodeError::new(
+            "corrupt",
+            format!(
+                "declares {w}x{h} pixels ({decoded} bytes decoded), more than a {file_len}-byte \
+                 file can encode"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Why an image could not be decoded (short code for `quarantine.csv`, plus detail).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,6 +255,7 @@ fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), DecodeError
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
+    check_expansion(size as u64, bytes.len(), w, h)?;
     let (color, depth) = reader.output_color_type();
     if depth != BitDepth::Eight {
         return Err(DecodeError::new(
@@ -312,6 +338,13 @@ fn decode_jpeg(
     let size = d
         .output_buffer_size()
         .ok_or_else(|| DecodeError::new("too-large", format!("{w}x{h}")))?;
+    let components = d.info().map_or(3, |i| i.components.max(1) as u64);
+    check_expansion(
+        w as u64 * h as u64 * components,
+        bytes.len(),
+        w as u32,
+        h as u32,
+    )?;
     fit(out, size);
     match d.decode_into(out) {
         Err(DecodeErrors::Unsupported(_)) => return general(out),
@@ -337,6 +370,8 @@ fn decode_jpeg_general(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage
     if w > MAX_SIDE || h > MAX_SIDE {
         return Err(DecodeError::new("too-large", format!("{w}x{h}")));
     }
+    let components = info.pixel_format.pixel_bytes() as u64;
+    check_expansion(w as u64 * h as u64 * components, bytes.len(), w, h)?;
     if let Some(hint) = hint {
         let side = w.min((h as f32 * (1.0 - hint.crop_top)) as u32).max(1);
         if let Some(den) = [8u32, 4, 2]
@@ -463,5 +498,32 @@ mod tests {
         let got = decode_bytes(&png_of(la), Path::new("la.png")).unwrap();
         let gray: Vec<u8> = rgba.to_luma_alpha8().pixels().map(|p| p[0]).collect();
         assert_eq!(got.as_raw(), &gray);
+    }
+
+    /// A header that declares far more pixels than the file can hold is refused before any
+    /// pixel buffer exists (no 256 MB allocation for a small file).
+    #[test]
+    fn a_huge_image_in_a_tiny_file_is_corrupt_before_allocating() {
+        let mut png = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut png, 16_000, 16_000);
+            enc.set_color(png::ColorType::Grayscale);
+            let _header_only = enc.write_header().unwrap();
+        }
+        // An empty IDAT chunk (length 0, type, CRC-32 of "IDAT"), so the header reads fully.
+        png.truncate(33);
+        png.extend_from_slice(&[0, 0, 0, 0, b'I', b'D', b'A', b'T', 0x35, 0xAF, 0x06, 0x1E]);
+        let e = decode_bytes(&png, Path::new("h.png")).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+        assert!(e.detail.contains("16000x16000 pixels"), "{e}");
+
+        let mut jpeg = jpeg_of(crate::demo::synthetic_xray(6).into());
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0x3E, 0x80, 0x3E, 0x80]); // 16000 x 16000
+        let e = decode_bytes(&jpeg, Path::new("h.jpg")).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+        assert!(e.detail.contains("more than a"), "{e}");
+        // A real image passes the bound easily.
+        check_expansion(4096 * 4096, 200_000, 4096, 4096).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use std::io::Cursor;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::GrayImage;
 
-use super::decode::{DecodeError, MAX_ALLOC, MAX_SIDE};
+use super::decode::{check_expansion, DecodeError, MAX_ALLOC, MAX_SIDE};
 
 /// Bytes before `DICM` in a Part 10 file.
 const PREAMBLE: usize = 128;
@@ -273,6 +273,13 @@ fn open_dicom(bytes: &[u8]) -> Result<DicomFile, DecodeError> {
             format!("{cols}x{rows}x{frames} frames would need {alloc} bytes"),
         ));
     }
+    // Pixel data decodes to f32 values first: bound that by what the file can encode.
+    check_expansion(
+        alloc.max(rows as u64 * cols as u64 * frames * spp * 4),
+        bytes.len(),
+        cols,
+        rows,
+    )?;
     Ok(obj)
 }
 
