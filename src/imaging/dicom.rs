@@ -25,24 +25,28 @@ enum Encoding {
     Fragments,
 }
 
-/// Explicit-VR value representations with a 2-byte reserved field and a 4-byte length.
+/// Explicit-VR value representations with a 2-byte length.
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+];
+/// Explicit-VR value representations with 2 reserved bytes and a 4-byte length.
+const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
+
+/// Whether an explicit VR has a 4-byte length: every VR but the short ones, unknown VRs
+/// included (PS3.5 7.1.2; dicom-rs reads an unknown VR as `UN`, so it is walked the same way).
 fn long_vr(vr: &[u8]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    )
+    !SHORT_VRS.iter().any(|v| v.as_slice() == vr)
+}
+
+/// A VR dicom-rs knows; an unknown one is read as `UN`.
+fn known_vr(vr: &[u8]) -> bool {
+    SHORT_VRS
+        .iter()
+        .chain(LONG_VRS.iter())
+        .any(|v| v.as_slice() == vr)
 }
 
 /// Little- or big-endian integers at byte offsets of a DICOM file (callers check bounds).
@@ -166,8 +170,9 @@ fn check_data_set(b: &Bytes<'_>, mut pos: usize, base: Encoding) -> Result<(), D
         if len == UNDEFINED {
             open.push(match (group, elem, vr.as_ref().map(|v| &v[..])) {
                 (0x7FE0, 0x0010, _) => Encoding::Fragments,
-                // An explicit-VR UN of undefined length holds implicit-VR little endian.
-                (_, _, Some(b"UN")) => Encoding::ImplicitLe,
+                // An explicit-VR UN (or unknown VR) of undefined length holds implicit-VR
+                // little endian.
+                (_, _, Some(v)) if v == b"UN" || !known_vr(v) => Encoding::ImplicitLe,
                 _ => enc,
             });
             pos = start;
@@ -423,6 +428,23 @@ mod tests {
             assert_eq!(e.reason, "corrupt", "{e}");
             assert!(e.detail.contains("4294967280 bytes"), "{e}");
         }
+    }
+
+    /// Found by the `decode_image` fuzz target: an unknown VR is read (as dicom-rs does) with a
+    /// 4-byte length taken from the bytes after it, here 2 GB.
+    #[test]
+    fn an_unknown_vr_takes_a_four_byte_length() {
+        let mut bytes = dicom(4, "p", "PA", DicomEncoding::ExplicitLittle).unwrap();
+        let at = find(&bytes, 0x0028, 0x0103);
+        assert_eq!(&bytes[at + 4..at + 10], b"US\x02\x00\x00\x00");
+        assert_eq!(&bytes[at + 10..at + 14], &[0xE0, 0x7F, 0x10, 0x00]);
+        bytes[at + 4..at + 6].copy_from_slice(b"ZZ");
+        let e = decode_dicom(&bytes).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+        assert!(
+            e.detail.contains("(0028,0103) declares 2145386496 bytes"),
+            "{e}"
+        );
     }
 
     #[test]
