@@ -149,11 +149,25 @@ pub fn decode_into(
             ));
         }
     }
-    match format {
+    // A panic inside a decoding crate (a bug there, which no input should reach us as) is a
+    // corrupt image, never the end of the build.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
         Format::Png => decode_png(bytes, out),
         Format::Jpeg => decode_jpeg(bytes, hint, out),
         Format::Dicom => decode_dicom(bytes).map(|img| into_out(img, out)),
-    }
+    }));
+    decoded.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        out.clear();
+        Err(DecodeError::new(
+            "corrupt",
+            format!("the {format:?} decoder panicked: {msg}"),
+        ))
+    })
 }
 
 /// Moves a decoder's own image into the caller's buffer; returns its width and height.

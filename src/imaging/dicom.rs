@@ -285,7 +285,70 @@ fn open_dicom(bytes: &[u8]) -> Result<DicomFile, DecodeError> {
         cols,
         rows,
     )?;
+    check_jpeg_frame(&obj, (cols, rows, spp as u32, bits as u32))?;
     Ok(obj)
+}
+
+/// A JPEG frame's (width, height, components, precision) from its SOF marker.
+fn jpeg_sof(b: &[u8]) -> Option<(u32, u32, u32, u32)> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return None;
+        }
+        let marker = b[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        let sof = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if sof {
+            let f = b.get(i + 4..i + 10)?;
+            let h = u16::from_be_bytes([f[1], f[2]]) as u32;
+            let w = u16::from_be_bytes([f[3], f[4]]) as u32;
+            return Some((w, h, f[5] as u32, f[0] as u32));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// The first JPEG frame of encapsulated pixel data must match the data set's Columns, Rows and
+/// Samples per Pixel, and fit its Bits Allocated: dicom-pixeldata's JPEG adapter copies the
+/// decoded frame into a buffer sized by the data set and panics when it is larger (found by the
+/// `decode_image` fuzz target).
+fn check_jpeg_frame(
+    obj: &DicomFile,
+    (cols, rows, spp, bits): (u32, u32, u32, u32),
+) -> Result<(), DecodeError> {
+    use dicom_dictionary_std::tags;
+    let Ok(e) = obj.element(tags::PIXEL_DATA) else {
+        return Ok(());
+    };
+    let Some(first) = e
+        .value()
+        .fragments()
+        .and_then(|f| f.iter().find(|f| !f.is_empty()))
+    else {
+        return Ok(());
+    };
+    let Some((w, h, n, precision)) = jpeg_sof(first) else {
+        return Ok(());
+    };
+    if (w, h, n) != (cols, rows, spp) || (precision > 8 && bits < 16) {
+        return Err(DecodeError::new(
+            "corrupt",
+            format!(
+                "the JPEG frame is {w}x{h} with {n} components of {precision} bits, the data set \
+                 says {cols}x{rows} with {spp} samples of {bits} bits allocated"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn dicom_decode_error(obj: &DicomFile, e: dicom_pixeldata::Error) -> DecodeError {
@@ -445,6 +508,19 @@ mod tests {
             e.detail.contains("(0028,0103) declares 2145386496 bytes"),
             "{e}"
         );
+    }
+
+    /// Found by the `decode_image` fuzz target: Rows/Columns smaller than the JPEG frame made
+    /// dicom-pixeldata's JPEG adapter panic (slice out of range).
+    #[test]
+    fn a_jpeg_frame_larger_than_the_data_set_says_is_corrupt_not_a_panic() {
+        let mut bytes = dicom(5, "p", "PA", DicomEncoding::JpegBaseline).unwrap();
+        let at = find(&bytes, 0x0028, 0x0010);
+        let rows = u16::from_le_bytes([bytes[at + 8], bytes[at + 9]]);
+        bytes[at + 8..at + 10].copy_from_slice(&(rows - 8).to_le_bytes());
+        let e = decode_dicom(&bytes).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+        assert!(e.detail.contains("the JPEG frame is"), "{e}");
     }
 
     #[test]
