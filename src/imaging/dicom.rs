@@ -189,9 +189,43 @@ fn check_data_set(b: &Bytes<'_>, mut pos: usize, base: Encoding) -> Result<(), D
         // implicit VR a sequence is recognised by its first item tag.
         let starts_item = len >= 4 && b.u16(start, be) == 0xFFFE && b.u16(start + 2, be) == 0xE000;
         let sequence = vr.map_or(starts_item, |v| &v == b"SQ");
+        // dicom-rs reads a numeric VR as len / size values and consumes only those bytes, so a
+        // length that is not a multiple of the size would shift everything after it.
+        let read_as = vr.unwrap_or_else(|| implicit_vr(group, elem));
+        if let Some(size) = value_size(&read_as).filter(|&k| !sequence && len % k != 0) {
+            let what = format!(
+                "element ({group:04X},{elem:04X}) of VR {} has {len} bytes, not a multiple of {size}",
+                String::from_utf8_lossy(&read_as)
+            );
+            return Err(corrupt_at(pos, what));
+        }
         pos = if sequence { start } else { start + len };
     }
     Ok(())
+}
+
+/// The VR dicom-rs gives an element of an implicit-VR data set: the standard dictionary's,
+/// else `UN`.
+fn implicit_vr(group: u16, elem: u16) -> [u8; 2] {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    // Pixel Data and Overlay Data are OW in implicit VR (as dicom-rs reads them).
+    if (group, elem) == (0x7FE0, 0x0010) || (group >> 8 == 0x60 && elem == 0x3000) {
+        return *b"OW";
+    }
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, elem))
+        .map(|e| e.vr().relaxed().to_bytes())
+        .unwrap_or(*b"UN")
+}
+
+/// Bytes per value of the numeric VRs (values are read as whole numbers of these).
+fn value_size(vr: &[u8; 2]) -> Option<usize> {
+    match vr {
+        b"US" | b"OW" | b"SS" => Some(2),
+        b"AT" | b"FL" | b"OF" | b"SL" | b"OL" | b"UL" => Some(4),
+        b"FD" | b"OD" | b"SV" | b"OV" | b"UV" => Some(8),
+        _ => None,
+    }
 }
 
 /// An item or delimiter at `pos` (tag group FFFE): checks an item's length, skips a pixel
@@ -521,6 +555,26 @@ mod tests {
         let e = decode_dicom(&bytes).unwrap_err();
         assert_eq!(e.reason, "corrupt", "{e}");
         assert!(e.detail.contains("the JPEG frame is"), "{e}");
+    }
+
+    /// Found by the `decode_image` fuzz target: a 2-byte SL value is read by dicom-rs as zero
+    /// values without consuming its bytes, which shifted the rest of the file into a header
+    /// claiming 2 GB.
+    #[test]
+    fn a_numeric_value_of_a_partial_length_is_corrupt() {
+        let mut bytes = dicom(6, "p", "PA", DicomEncoding::ExplicitLittle).unwrap();
+        let at = find(&bytes, 0x0028, 0x0102);
+        assert_eq!(&bytes[at + 4..at + 8], b"US\x02\x00");
+        bytes[at + 4..at + 6].copy_from_slice(b"SL");
+        let e = decode_dicom(&bytes).unwrap_err();
+        assert_eq!(e.reason, "corrupt", "{e}");
+        assert!(e.detail.contains("(0028,0102) of VR SL has 2 bytes"), "{e}");
+        // The same in an implicit-VR file, where the VR comes from the dictionary.
+        let mut bytes = dicom(6, "p", "PA", DicomEncoding::Implicit16).unwrap();
+        let at = find(&bytes, 0x0028, 0x0010);
+        bytes[at + 4..at + 8].copy_from_slice(&3u32.to_le_bytes());
+        let e = decode_dicom(&bytes).unwrap_err();
+        assert!(e.detail.contains("(0028,0010) of VR US has 3 bytes"), "{e}");
     }
 
     #[test]
