@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, bytes)) = data.split_first() else {
         return;
     };
-    let encoding = if mode & 1 == 0 { Encoding::Utf8 } else { Encoding::Latin1 };
+    let encoding = if mode & 1 == 0 {
+        Encoding::Utf8
+    } else {
+        Encoding::Latin1
+    };
     let delimiter = [b',', b';', b'\t', b'|'][(mode >> 1) as usize % 4];
     let Ok(text) = decode(bytes, encoding, "fuzz.csv") else {
         return;

@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         min_side: 16,
     });
     if let Ok(img) = decode_bytes_for(bytes, Path::new(name), hint) {
-        assert_eq!(img.as_raw().len(), img.width() as usize * img.height() as usize);
+        assert_eq!(
+            img.as_raw().len(),
+            img.width() as usize * img.height() as usize
+        );
         assert!(img.width() > 0 && img.height() > 0);
     }
     let _ = covidx::imaging::dicom::dicom_raw_values(bytes);
