@@ -192,7 +192,7 @@ fn check_data_set(b: &Bytes<'_>, mut pos: usize, base: Encoding) -> Result<(), D
         // dicom-rs reads a numeric VR as len / size values and consumes only those bytes, so a
         // length that is not a multiple of the size would shift everything after it.
         let read_as = vr.unwrap_or_else(|| implicit_vr(group, elem));
-        if let Some(size) = value_size(&read_as).filter(|&k| !sequence && len % k != 0) {
+        if let Some(size) = value_size(&read_as).filter(|&k| !sequence && !len.is_multiple_of(k)) {
             let what = format!(
                 "element ({group:04X},{elem:04X}) of VR {} has {len} bytes, not a multiple of {size}",
                 String::from_utf8_lossy(&read_as)
