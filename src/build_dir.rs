@@ -49,6 +49,10 @@ pub const SHARD_INDEX: &str = "shards/index.json";
 pub const SHARD_PROGRESS: &str = "shards/progress.json";
 /// The audit's folder.
 pub const AUDIT: &str = "audit";
+/// The audit's Markdown report.
+pub const AUDIT_MD: &str = "audit/report.md";
+/// The audit's JSON report.
+pub const AUDIT_JSON: &str = "audit/report.json";
 
 /// Files written by every build (metadata stages).
 pub const METADATA_OUTPUTS: [&str; 6] = [

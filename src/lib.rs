@@ -13,6 +13,7 @@
 //! formats are specified in `docs/formats.md`. [`progress`] is the progress display the long
 //! stages share.
 
+pub mod audit;
 pub mod build_dir;
 pub mod builder;
 pub mod cli;

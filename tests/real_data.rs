@@ -291,3 +291,25 @@ fn nih_seeded_split_is_patient_level_and_stratified() {
         .iter()
         .any(|r| r.finding.contains("Pneumonia|") && r.label == Some(1)));
 }
+
+#[test]
+fn the_covidx2_audit_shows_covid_separated_by_its_sources() {
+    let Some((_, tmp)) = covidx2_build(true) else {
+        return;
+    };
+    let build = covidx::audit::Build::open(&BuildDir::new(tmp.path().join("out"))).unwrap();
+    let a = covidx::audit::audit(&build);
+    let t = &a.confounding.by_source;
+    assert_eq!(t.columns, ["cohen", "figure1", "rsna"]);
+    // Train 7966 / 5451 / 152 plus the published test list's 100 / 100 / 31.
+    assert_eq!(
+        t.counts,
+        [vec![0, 0, 8066], vec![32, 0, 5519], vec![180, 3, 0]]
+    );
+    assert!((t.cramers_v - 0.652).abs() < 0.001, "{}", t.cramers_v);
+    let covid = &a.confounding.per_class[2];
+    assert_eq!(covid.sources, ["cohen", "figure1"]);
+    assert_eq!(covid.sensitivity, 1.0);
+    assert!(a.findings.iter().any(|f| f.check == "source-confounding"));
+    assert!(a.overlap.across_splits.is_empty());
+}

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand; this file parses arguments and dispatches.
 
+mod audit;
 mod build;
 mod demo;
 mod export;
@@ -35,6 +36,22 @@ pub enum Command {
     Demo(DemoArgs),
     /// Export a build's shards for other trainers (COVID-Net's train/ and test/ PNG folders).
     Export(ExportArgs),
+    /// Audit a finished build: label mapping, patient overlap, label-vs-source confounding.
+    Audit(AuditArgs),
+}
+
+/// Arguments of `covidx audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// A finished build's output directory.
+    pub build: PathBuf,
+    /// Report formats to write under BUILD/audit/ (comma-separated: md, json).
+    #[arg(long, value_delimiter = ',', default_value = "md,json")]
+    pub format: Vec<String>,
+    /// Exit with status 1 when one of these checks finds a problem (comma-separated:
+    /// overlap, unknown-findings, source-confounding).
+    #[arg(long, value_delimiter = ',')]
+    pub fail_on: Vec<String>,
 }
 
 /// Arguments of `covidx export`.
@@ -113,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),
         Command::Export(a) => export::run(a, cli.quiet),
+        Command::Audit(a) => audit::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,
