@@ -9,6 +9,7 @@
 pub mod confounding;
 pub mod labels;
 pub mod overlap;
+pub mod phash;
 pub mod report;
 
 use anyhow::{bail, Context, Result};
