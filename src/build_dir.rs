@@ -65,6 +65,8 @@ pub const METADATA_OUTPUTS: [&str; 6] = [
 ];
 /// Single files written only by the image stage (shards are listed per split).
 pub const IMAGE_OUTPUTS: [&str; 4] = [QUARANTINE, AUGMENT, SHARD_INDEX, SHARD_PROGRESS];
+/// Files written by `covidx audit` (a rebuild removes them: they describe the old build).
+pub const AUDIT_OUTPUTS: [&str; 2] = [AUDIT_MD, AUDIT_JSON];
 
 /// File name of shard `k` of a split.
 pub fn shard_file(k: usize) -> String {
@@ -94,6 +96,7 @@ pub fn is_temp_of_ours(name: &str) -> bool {
         || METADATA_OUTPUTS
             .iter()
             .chain(IMAGE_OUTPUTS.iter())
+            .chain(AUDIT_OUTPUTS.iter())
             .chain([LOCK].iter())
             .any(|f| f.rsplit('/').next() == Some(base))
 }
@@ -227,11 +230,20 @@ impl BuildDir {
                 found.push(rel);
             }
         };
-        for rel in METADATA_OUTPUTS.iter().chain(IMAGE_OUTPUTS.iter()) {
+        for rel in METADATA_OUTPUTS
+            .iter()
+            .chain(IMAGE_OUTPUTS.iter())
+            .chain(AUDIT_OUTPUTS.iter())
+        {
             check(rel.to_string());
         }
         check(LOCK.to_string());
-        let mut dirs = vec![String::new(), "splits".to_string(), SHARDS.to_string()];
+        let mut dirs = vec![
+            String::new(),
+            "splits".to_string(),
+            SHARDS.to_string(),
+            AUDIT.to_string(),
+        ];
         for split in [Split::Train, Split::Test] {
             dirs.push(format!("{SHARDS}/{}", split.name()));
         }
@@ -275,6 +287,7 @@ impl BuildDir {
             let _ = std::fs::remove_dir(self.shard_split_dir(split));
         }
         let _ = std::fs::remove_dir(self.shards());
+        let _ = std::fs::remove_dir(self.audit());
         Ok(removed)
     }
 }

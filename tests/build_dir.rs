@@ -40,6 +40,9 @@ fn a_metadata_only_rebuild_removes_the_earlier_builds_image_outputs() {
     let out = BuildDir::new(&opts.out);
     assert!(out.shard_index().exists() && out.augment().exists());
     std::fs::write(tmp.path().join("out/notes.txt"), b"mine").unwrap();
+    // An audit of the old build describes it: a rebuild removes it.
+    std::fs::create_dir_all(out.audit()).unwrap();
+    std::fs::write(out.path(covidx::build_dir::AUDIT_MD), b"old report").unwrap();
     let meta = build(&BuildOptions {
         metadata_only: true,
         ..opts.clone()
@@ -56,6 +59,7 @@ fn a_metadata_only_rebuild_removes_the_earlier_builds_image_outputs() {
         out.augment(),
         out.quarantine(),
         out.shards(),
+        out.audit(),
     ] {
         assert!(!gone.exists(), "{} survived", gone.display());
     }
