@@ -20,8 +20,6 @@ use crate::record::Record;
 use crate::split::{self, Assignment};
 use crate::summary::Summary;
 
-pub use crate::outputs::split_line;
-
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {

@@ -21,6 +21,40 @@ pub fn read_all(root: &Path, sources: &[Source], inputs: &mut InputHashes) -> Re
     Ok(records)
 }
 
+/// Each source's root under `--sources`, confined (see [`fsutil::Confined`]): where a record's
+/// image path is resolved, by ingest and by the image stage alike.
+pub struct SourceRoots {
+    roots: std::collections::HashMap<String, (String, Option<fsutil::Confined>)>,
+}
+
+impl SourceRoots {
+    /// The roots of `sources` under `root` (a source whose folder is missing has none).
+    pub fn new(root: &Path, sources: &[Source]) -> SourceRoots {
+        let roots = sources
+            .iter()
+            .map(|s| {
+                let confined = fsutil::Confined::new(&root.join(&s.dir)).ok();
+                (s.name.clone(), (s.dir.clone(), confined))
+            })
+            .collect();
+        SourceRoots { roots }
+    }
+
+    /// The confined root of `r`'s source and `r.path` inside it; `None` when the source's
+    /// folder does not exist or the record names no image in it.
+    pub fn of<'r>(&self, r: &'r Record) -> Option<(&fsutil::Confined, &'r str)> {
+        let (dir, confined) = self.roots.get(&r.source)?;
+        let rel = if dir.is_empty() {
+            r.path.as_str()
+        } else {
+            r.path
+                .strip_prefix(dir.trim_end_matches('/'))?
+                .strip_prefix('/')?
+        };
+        Some((confined.as_ref()?, rel)).filter(|(_, rel)| !rel.is_empty())
+    }
+}
+
 /// Outcome of locating one image: its hash when read, or why it is excluded.
 type Located = std::result::Result<Option<String>, (Exclusion, String)>;
 
@@ -42,22 +76,12 @@ pub fn locate(
     check: ImageCheck,
     inputs: &mut InputHashes,
 ) {
-    let dirs: std::collections::HashMap<&str, (std::path::PathBuf, Option<fsutil::Confined>)> =
-        sources
-            .iter()
-            .map(|s| {
-                let dir = root.join(&s.dir);
-                let confined = fsutil::Confined::new(&dir).ok();
-                (s.name.as_str(), (dir, confined))
-            })
-            .collect();
+    let roots = SourceRoots::new(root, sources);
     let results: Vec<(usize, Located)> = records
         .par_iter()
         .enumerate()
         .filter(|(_, r)| r.is_candidate() && r.label.is_some())
         .map(|(i, r)| {
-            let (dir, confined) = &dirs[r.source.as_str()];
-            let rel = fsutil::rel_string(dir, &root.join(&r.path));
             let missing = || {
                 Err((
                     Exclusion::MissingImage,
@@ -66,15 +90,15 @@ pub fn locate(
             };
             let unreadable = |e: anyhow::Error| (Exclusion::UnreadableImage, format!("{e:#}"));
             // Both modes refuse a file that resolves outside its source root.
-            let Some(confined) = confined else {
+            let Some((confined, rel)) = roots.of(r) else {
                 return (i, missing());
             };
-            let res = match confined.is_file(&rel) {
+            let res = match confined.is_file(rel) {
                 Err(e) => Err(unreadable(e)),
                 Ok(false) => missing(),
                 Ok(true) if check == ImageCheck::Exists => Ok(None),
                 Ok(true) => confined
-                    .open(&rel)
+                    .open(rel)
                     .and_then(|f| Ok(fsutil::sha256_reader(f)?))
                     .map(Some)
                     .map_err(unreadable),

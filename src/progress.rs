@@ -53,11 +53,6 @@ impl Reporter {
         }
     }
 
-    /// A display that shows nothing.
-    pub fn hidden() -> Reporter {
-        Reporter::new("", "", 0, false)
-    }
-
     /// Counts `n` more units done.
     pub fn add(&self, n: u64) {
         if let Some(bar) = &self.bar {

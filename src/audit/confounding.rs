@@ -5,8 +5,6 @@
 //! hospitals than its normal and pneumonia images, so a model can score by recognising the
 //! source; these numbers say how much.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use super::{Finding, Severity};
@@ -212,15 +210,6 @@ impl ConfoundingAudit {
         }
         out
     }
-}
-
-/// Rows of a table as (column, count per class), for reports.
-pub fn columns_of(t: &Table) -> BTreeMap<String, Vec<u64>> {
-    t.columns
-        .iter()
-        .enumerate()
-        .map(|(j, c)| (c.clone(), t.counts.iter().map(|r| r[j]).collect()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ fn check_consistent(dir: &BuildDir) -> Result<()> {
             dir.root().display()
         )
     })?;
-    for path in [dir.manifest(), dir.shard_index()] {
-        let rel = crate::fsutil::rel_string(dir.root(), &path);
-        let Some(want) = lock.outputs.get(&rel) else {
+    for rel in [crate::build_dir::MANIFEST, crate::build_dir::SHARD_INDEX] {
+        let path = dir.path(rel);
+        let Some(want) = lock.outputs.get(rel) else {
             bail!(
                 "{}: the build's lock lists no {rel} (a metadata-only build has no shards; \
                  build with images first)",

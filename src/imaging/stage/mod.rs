@@ -31,7 +31,7 @@ use crate::shards::{Index, Quarantined, ShardProgress};
 use crate::split::Assignment;
 pub use sample::{params_of, process, process_bytes, record_key, Outputs, Sample};
 pub use tables::{augment_frame, quarantine_csv, SampleRow};
-use worker::{ImageLocation, ShardJob};
+use worker::ShardJob;
 
 /// How the stage reports and fails.
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,48 +107,12 @@ fn plan(pipeline: &Pipeline, keys: &[String], assignment: &Assignment) -> Vec<Sp
     .collect()
 }
 
-/// Where each record's image is read from: its source's root and the path inside it.
-fn locations(
-    pipeline: &Pipeline,
-    sources_dir: &Path,
-    records: &[Record],
-) -> Vec<Option<ImageLocation>> {
-    let dirs: BTreeMap<String, (String, Option<std::sync::Arc<fsutil::Confined>>)> = pipeline
-        .resolved_sources()
-        .into_iter()
-        .map(|s| {
-            let root = fsutil::Confined::new(&sources_dir.join(&s.dir)).ok();
-            (s.name, (s.dir, root.map(std::sync::Arc::new)))
-        })
-        .collect();
-    records
-        .iter()
-        .map(|r| {
-            let (dir, root) = dirs.get(&r.source)?;
-            let rel = if dir.is_empty() {
-                r.path.as_str()
-            } else {
-                r.path
-                    .strip_prefix(dir.trim_end_matches('/'))?
-                    .strip_prefix('/')?
-            };
-            if rel.is_empty() {
-                return None;
-            }
-            Some(ImageLocation {
-                root: root.clone()?,
-                rel: rel.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// Runs the image stage for a planned build: writes `shards/`, `quarantine.csv` and
 /// `augment.parquet` of `input.dir`.
 pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
     let (pipeline, dir) = (input.pipeline, input.dir);
     let keys: Vec<String> = input.records.iter().map(record_key).collect();
-    let locations = locations(pipeline, input.sources_dir, input.records);
+    let roots = crate::ingest::SourceRoots::new(input.sources_dir, &pipeline.resolved_sources());
     let plans = plan(pipeline, &keys, input.assignment);
     let mut resume = resume::Resume::load(dir, input.params);
     let mut index = Index::new(input.params, pipeline.images.size, &pipeline.classes);
@@ -187,7 +151,7 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
             let shard = worker::write_shard(&ShardJob {
                 pipeline,
                 records: input.records,
-                locations: &locations,
+                roots: &roots,
                 keys: &keys,
                 split: plan.split,
                 chunk,
@@ -214,18 +178,21 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
         resume::remove_leftovers(dir, plan.split, plan.chunks.len())?;
     }
     reporter.finish();
-    resume.save(dir, &mut index, true)?;
-    finish(
+    let state = resume.save(dir, &mut index, true)?;
+    let mut outcome = finish(
         input,
         &plans,
         &keys,
         resume.current(),
         index,
         (reused, written),
-    )
+    )?;
+    outcome.outputs.extend(state);
+    Ok(outcome)
 }
 
-/// Collects the stage's results and writes its tables.
+/// Collects the stage's results and writes its tables (the index and resume state are
+/// already written).
 fn finish(
     input: &StageInput<'_>,
     plans: &[SplitPlan],
@@ -271,13 +238,9 @@ fn finish(
     let files = [
         (build_dir::QUARANTINE, quarantine_csv(&quarantine)?),
         (build_dir::AUGMENT, tables::augment_parquet(&samples)?),
-        (build_dir::SHARD_INDEX, index.to_bytes()),
-        (build_dir::SHARD_PROGRESS, progress.to_bytes()),
     ];
     for (rel, bytes) in &files {
-        if *rel != build_dir::SHARD_INDEX && *rel != build_dir::SHARD_PROGRESS {
-            fsutil::write_atomic(&dir.path(rel), bytes)?;
-        }
+        fsutil::write_atomic(&dir.path(rel), bytes)?;
         outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
     }
     Ok(StageOutcome {

@@ -67,12 +67,25 @@ impl Resume {
         &self.current
     }
 
-    /// Writes the resume state and the index (`complete` as given), each atomically.
-    pub fn save(&self, dir: &BuildDir, index: &mut Index, complete: bool) -> Result<()> {
+    /// Writes the resume state and the index (`complete` as given), each atomically; returns
+    /// both files (relative to the build directory) with their SHA-256.
+    pub fn save(
+        &self,
+        dir: &BuildDir,
+        index: &mut Index,
+        complete: bool,
+    ) -> Result<Vec<(String, String)>> {
         index.splits = self.current.index_splits();
         index.complete = complete;
-        fsutil::write_atomic(&dir.shard_progress(), &self.current.to_bytes())?;
-        fsutil::write_atomic(&dir.shard_index(), &index.to_bytes())
+        let mut written = Vec::with_capacity(2);
+        for (rel, bytes) in [
+            (build_dir::SHARD_PROGRESS, self.current.to_bytes()),
+            (build_dir::SHARD_INDEX, index.to_bytes()),
+        ] {
+            fsutil::write_atomic(&dir.path(rel), &bytes)?;
+            written.push((rel.to_string(), fsutil::sha256_hex(&bytes)));
+        }
+        Ok(written)
     }
 }
 

@@ -11,18 +11,10 @@ use super::sample::{process_bytes, rank};
 use crate::config::Pipeline;
 use crate::imaging::augment::Params;
 use crate::imaging::decode::DecodeError;
+use crate::ingest::SourceRoots;
 use crate::progress::Reporter;
 use crate::record::{Record, Split};
 use crate::shards::{Quarantined, ShardEntry, ShardProgress, ShardStream};
-
-/// Where a record's image is read from: the source's root (symlinks must not leave it) and
-/// the path inside it.
-pub struct ImageLocation {
-    /// The source's directory under `--sources`.
-    pub root: std::sync::Arc<crate::fsutil::Confined>,
-    /// The image path relative to `root`.
-    pub rel: String,
-}
 
 /// One shard to decode and write: a fixed slice of a split's records.
 pub struct ShardJob<'a> {
@@ -30,8 +22,8 @@ pub struct ShardJob<'a> {
     pub pipeline: &'a Pipeline,
     /// Every record (indexed by manifest row).
     pub records: &'a [Record],
-    /// Where each record's image lives (indexed by manifest row).
-    pub locations: &'a [Option<ImageLocation>],
+    /// Where records' images are read from.
+    pub roots: &'a SourceRoots,
     /// Random-draw key of each record.
     pub keys: &'a [String],
     /// The split.
@@ -104,9 +96,11 @@ fn plan(job: &ShardJob<'_>) -> Plan {
 
 /// Reads a record's image through its source root (never following a symlink out of it) and
 /// checks it against the sha256 taken at ingest.
-fn read_checked(r: &Record, loc: Option<&ImageLocation>) -> Result<Vec<u8>, DecodeError> {
-    let loc = loc.ok_or_else(|| DecodeError::new("missing", "record names no image"))?;
-    let bytes = loc.root.read(&loc.rel).map_err(|e| {
+fn read_checked(r: &Record, roots: &SourceRoots) -> Result<Vec<u8>, DecodeError> {
+    let (root, rel) = roots
+        .of(r)
+        .ok_or_else(|| DecodeError::new("missing", "record names no image"))?;
+    let bytes = root.read(rel).map_err(|e| {
         let missing = e
             .chain()
             .filter_map(|c| c.downcast_ref::<std::io::Error>())
@@ -165,7 +159,7 @@ fn decode_all(
                             }
                         };
                         let path = Path::new(&r.path);
-                        let result = read_checked(r, job.locations[i].as_ref()).and_then(|b| {
+                        let result = read_checked(r, job.roots).and_then(|b| {
                             let key = &job.keys[i];
                             process_bytes(
                                 &b,
