@@ -65,20 +65,52 @@ pub const METADATA_OUTPUTS: [&str; 6] = [
 ];
 /// Single files written only by the image stage (shards are listed per split).
 pub const IMAGE_OUTPUTS: [&str; 4] = [QUARANTINE, AUGMENT, SHARD_INDEX, SHARD_PROGRESS];
-/// Files written by `covidx audit` (a rebuild removes them: they describe the old build).
-pub const AUDIT_OUTPUTS: [&str; 2] = [AUDIT_MD, AUDIT_JSON];
+/// The audit's HTML report.
+pub const AUDIT_HTML: &str = "audit/report.html";
+/// The audit's cache of image facts it decoded itself, keyed by file SHA-256 (kept across
+/// rebuilds: an entry depends only on the file's bytes).
+pub const AUDIT_CACHE: &str = "audit/cache.parquet";
+/// Where the build's sources were and how it ran (not reproducible, so not in the lock).
+pub const BUILD_INFO: &str = "build.json";
+/// Files written by `covidx audit` (a rebuild removes them, except the cache: the reports
+/// describe the old build).
+pub const AUDIT_OUTPUTS: [&str; 4] = [AUDIT_MD, AUDIT_JSON, AUDIT_HTML, AUDIT_CACHE];
 
 /// File name of shard `k` of a split.
 pub fn shard_file(k: usize) -> String {
     format!("shard-{k:05}.safetensors")
 }
 
-/// The shard number of a shard file name (`shard-00012.safetensors` -> 12).
-pub fn shard_number(name: &str) -> Option<usize> {
-    let digits = name.strip_prefix("shard-")?.strip_suffix(".safetensors")?;
+/// File name of the image-facts table of shard `k` (see [`crate::imaging::facts`]).
+pub fn facts_file(k: usize) -> String {
+    format!("shard-{k:05}{FACTS_SUFFIX}")
+}
+
+/// Suffix of a shard's image-facts table.
+const FACTS_SUFFIX: &str = ".images.parquet";
+
+/// The image-facts table beside the shard file `shard` (`shard-00012.safetensors` ->
+/// `shard-00012.images.parquet`).
+pub fn facts_of_shard(shard: &str) -> String {
+    let stem = shard.strip_suffix(".safetensors").unwrap_or(shard);
+    format!("{stem}{FACTS_SUFFIX}")
+}
+
+fn number_of(name: &str, suffix: &str) -> Option<usize> {
+    let digits = name.strip_prefix("shard-")?.strip_suffix(suffix)?;
     (digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
+}
+
+/// The shard number of a shard file name (`shard-00012.safetensors` -> 12).
+pub fn shard_number(name: &str) -> Option<usize> {
+    number_of(name, ".safetensors")
+}
+
+/// The shard number of a shard file or of its image-facts table.
+pub fn shard_output_number(name: &str) -> Option<usize> {
+    shard_number(name).or_else(|| number_of(name, FACTS_SUFFIX))
 }
 
 /// True for a temporary file left by an interrupted write of one of our files
@@ -92,12 +124,12 @@ pub fn is_temp_of_ours(name: &str) -> bool {
     };
     // A shard's compaction writes a temporary of a temporary: `..shard-N.safetensors.tmp-P.tmp-Q`.
     let base = base.trim_start_matches('.');
-    shard_number(base).is_some()
+    shard_output_number(base).is_some()
         || METADATA_OUTPUTS
             .iter()
             .chain(IMAGE_OUTPUTS.iter())
             .chain(AUDIT_OUTPUTS.iter())
-            .chain([LOCK].iter())
+            .chain([LOCK, BUILD_INFO].iter())
             .any(|f| f.rsplit('/').next() == Some(base))
 }
 
@@ -238,6 +270,7 @@ impl BuildDir {
             check(rel.to_string());
         }
         check(LOCK.to_string());
+        check(BUILD_INFO.to_string());
         let mut dirs = vec![
             String::new(),
             "splits".to_string(),
@@ -257,7 +290,8 @@ impl BuildDir {
             for e in entries {
                 let e = e.with_context(|| format!("listing {}", dir.display()))?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                let shard = d.starts_with(&format!("{SHARDS}/")) && shard_number(&name).is_some();
+                let shard =
+                    d.starts_with(&format!("{SHARDS}/")) && shard_output_number(&name).is_some();
                 if (shard || is_temp_of_ours(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
                     found.push(if d.is_empty() {
                         name
@@ -316,6 +350,9 @@ mod tests {
         assert_eq!(shard_file(12), "shard-00012.safetensors");
         assert_eq!(shard_number(&shard_file(12)), Some(12));
         assert_eq!(shard_number("shard-123456.safetensors"), Some(123456));
+        assert_eq!(shard_number(&facts_file(12)), None);
+        assert_eq!(shard_output_number(&facts_file(12)), Some(12));
+        assert_eq!(facts_of_shard(&shard_file(3)), facts_file(3));
         for bad in [
             "shard-12.safetensors",
             "shard-0000x.safetensors",

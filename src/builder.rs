@@ -71,6 +71,11 @@ pub struct BuildOutcome {
     pub images: Option<StageOutcome>,
     /// Files of an earlier build in the output directory that this build removed.
     pub removed: Vec<String>,
+    /// The metadata-level audit run at the end (`audit/report.{md,json}`).
+    pub audit: crate::audit::Audit,
+    /// The pipeline's `[audit] fail_on` checks that found a problem (the build is written,
+    /// but the command fails).
+    pub audit_failed: Vec<String>,
 }
 
 /// Runs the metadata stages without writing anything.
@@ -205,7 +210,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     let written = outputs::write(&dir, &pipeline, &pipeline_bytes, &records, &assignment)?;
     outputs.extend(written.outputs);
     // Whatever of ours is left and was not written now is an earlier build's.
-    removed.extend(dir.remove_outputs_except(|rel| outputs.contains_key(rel))?);
+    removed.extend(
+        dir.remove_outputs_except(|rel| {
+            outputs.contains_key(rel) || rel == build_dir::AUDIT_CACHE
+        })?,
+    );
     for rel in &removed {
         tracing::info!("removed {rel} (an output of an earlier build this build does not write)");
     }
@@ -224,6 +233,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         outputs,
     };
     fsutil::write_atomic(&dir.lock(), &lock.to_bytes())?;
+    write_build_info(&dir, opts)?;
+    let (audit, audit_failed) = audit_build(&dir)?;
     Ok(BuildOutcome {
         pipeline,
         records,
@@ -232,7 +243,35 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         lock,
         images,
         removed,
+        audit,
+        audit_failed,
     })
+}
+
+/// Writes `build.json`: where the sources and the pipeline were, so `covidx audit` finds the
+/// images without being told (outside the lock: it names this machine's folders).
+fn write_build_info(dir: &BuildDir, opts: &BuildOptions) -> Result<()> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let info = crate::audit::BuildInfo {
+        format: crate::audit::BUILD_INFO_FORMAT.to_string(),
+        version: crate::audit::BUILD_INFO_VERSION.to_string(),
+        tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
+        sources: abs(&opts.sources).display().to_string(),
+        pipeline: abs(&opts.pipeline).display().to_string(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&info)?;
+    bytes.push(b'\n');
+    fsutil::write_atomic(&dir.path(build_dir::BUILD_INFO), &bytes)
+}
+
+/// The metadata-level audit every build runs at its end: writes `audit/report.{md,json}` and
+/// returns the audit with the `[audit] fail_on` checks that found a problem.
+fn audit_build(dir: &BuildDir) -> Result<(crate::audit::Audit, Vec<String>)> {
+    let build = crate::audit::Build::open(dir)?;
+    let a = crate::audit::audit(&build, &crate::audit::Options::default())?;
+    crate::audit::write_reports(&build, &a, &["md", "json"])?;
+    let failed = a.failed(&build.pipeline.audit.fail_on);
+    Ok((a, failed))
 }
 
 /// True for files only the image stage writes.

@@ -36,6 +36,50 @@ pub struct Pipeline {
     /// Image stage: decode, crop/resize, augment, shards.
     #[serde(default)]
     pub images: ImagesConfig,
+    /// Audit settings: the near-duplicate threshold and what fails a build.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Audit settings (`[audit]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Two images are near copies when their pHash differs in at most this many of 64 bits and
+    /// their dHash in at most twice as many.
+    pub near_bits: u32,
+    /// Metadata-level checks whose finding makes `covidx build` fail (after writing the build
+    /// and its audit report): `overlap`, `unknown-findings`, `source-confounding`.
+    pub fail_on: Vec<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            near_bits: 6,
+            fail_on: vec!["overlap".to_string()],
+        }
+    }
+}
+
+/// The checks `[audit] fail_on` may name (those a build can run without decoding images).
+pub const BUILD_CHECKS: [&str; 3] = ["overlap", "unknown-findings", "source-confounding"];
+
+impl AuditConfig {
+    fn validate(&self) -> Result<()> {
+        if self.near_bits > 24 {
+            bail!("audit.near_bits: {} (at most 24 of 64)", self.near_bits);
+        }
+        for c in &self.fail_on {
+            if !BUILD_CHECKS.contains(&c.as_str()) {
+                bail!(
+                    "audit.fail_on: {c:?} is not a check a build runs (they are {})",
+                    BUILD_CHECKS.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Image stage settings (`[images]`).
@@ -386,6 +430,7 @@ impl Pipeline {
         let names = self.validate_sources()?;
         self.validate_split(&names)?;
         self.images.validate()?;
+        self.audit.validate()?;
         if !(self.output.columns == 3 || self.output.columns == 4) {
             bail!("output.columns: {} (must be 3 or 4)", self.output.columns);
         }

@@ -43,12 +43,16 @@ impl SourceRoots {
     /// The confined root of `r`'s source and `r.path` inside it; `None` when the source's
     /// folder does not exist or the record names no image in it.
     pub fn of<'r>(&self, r: &'r Record) -> Option<(&fsutil::Confined, &'r str)> {
-        let (dir, confined) = self.roots.get(&r.source)?;
+        self.of_path(&r.source, &r.path)
+    }
+
+    /// The confined root of source `source` and `path` (relative to `--sources`) inside it.
+    pub fn of_path<'r>(&self, source: &str, path: &'r str) -> Option<(&fsutil::Confined, &'r str)> {
+        let (dir, confined) = self.roots.get(source)?;
         let rel = if dir.is_empty() {
-            r.path.as_str()
+            path
         } else {
-            r.path
-                .strip_prefix(dir.trim_end_matches('/'))?
+            path.strip_prefix(dir.trim_end_matches('/'))?
                 .strip_prefix('/')?
         };
         Some((confined.as_ref()?, rel)).filter(|(_, rel)| !rel.is_empty())

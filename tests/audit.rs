@@ -44,7 +44,11 @@ fn two_sources(dir: &Path, rows_a: &[(&str, &str)], rows_b: &[(&str, &str)]) -> 
 
 fn audit_of(opts: &BuildOptions) -> audit::Audit {
     build(opts).unwrap();
-    audit::audit(&Build::open(&BuildDir::new(&opts.out)).unwrap())
+    audit::audit(
+        &Build::open(&BuildDir::new(&opts.out)).unwrap(),
+        &Default::default(),
+    )
+    .unwrap()
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
@@ -120,7 +124,7 @@ fn planted_problems_are_each_found() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit failed: overlap"));
     let report = std::fs::read_to_string(dir.path(covidx::build_dir::AUDIT_JSON)).unwrap();
     let json: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(json["version"], "1.0");
+    assert_eq!(json["version"], "1.1");
     assert_eq!(
         json["overlap"]["across_splits"].as_array().unwrap().len(),
         1

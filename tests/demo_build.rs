@@ -190,7 +190,15 @@ fn outputs_are_byte_identical_for_1_and_4_threads_and_verify_catches_changes() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("all hashes match"), "{stdout}");
-        trees.push(tree_bytes(&dir.join("out")));
+        // build.json names this run's folders; everything else must be equal.
+        let info = std::fs::read_to_string(dir.join("out").join(covidx::build_dir::BUILD_INFO));
+        assert!(info.unwrap().contains(&format!("t{threads}")));
+        let tree = tree_bytes(&dir.join("out"));
+        trees.push(
+            tree.into_iter()
+                .filter(|(p, _)| p != covidx::build_dir::BUILD_INFO)
+                .collect::<Vec<_>>(),
+        );
     }
     // Split files, manifests, summary, pipeline, lock, quarantine, augment table, index, shards.
     assert!(trees[0].len() >= 12, "{}", trees[0].len());

@@ -298,7 +298,7 @@ fn the_covidx2_audit_shows_covid_separated_by_its_sources() {
         return;
     };
     let build = covidx::audit::Build::open(&BuildDir::new(tmp.path().join("out"))).unwrap();
-    let a = covidx::audit::audit(&build);
+    let a = covidx::audit::audit(&build, &Default::default()).unwrap();
     let t = &a.confounding.by_source;
     assert_eq!(t.columns, ["cohen", "figure1", "rsna"]);
     // Train 7966 / 5451 / 152 plus the published test list's 100 / 100 / 31.

@@ -1,19 +1,30 @@
 //! `covidx audit`: what a reviewer should know about a built dataset before trusting it, read
 //! from the build directory through the typed layer ([`BuildDir`], [`Manifest`], [`Lock`]).
 //!
-//! By concern: [`labels`] (raw finding -> parsed -> class or exclusion, per source),
-//! [`overlap`] (patients across splits and sources), [`confounding`] (class x source and
-//! class x view, Cramér's V, how well the source alone predicts the class), [`report`]
-//! (Markdown and JSON). This is the metadata-level audit: it decodes no image.
+//! By concern, the metadata level: [`labels`] (raw finding -> parsed -> class or exclusion,
+//! per source), [`overlap`] (patients across splits and sources), [`confounding`] (class x
+//! source and class x view, Cramér's V, how well the source alone predicts the class),
+//! [`splits`] (per class and split, the test pool, the pinned list). The image level:
+//! [`images`] (the facts of every image, from the build or decoded), [`duplicates`] (exact and
+//! near, grouped, split x split and source x source), [`stats`] (per source), [`probe`] (the
+//! shortcut probe), and duplicates against another build. [`report`] writes Markdown and
+//! JSON, [`html`] the self-contained HTML page.
 
 pub mod confounding;
+pub mod duplicates;
+pub mod html;
+pub mod images;
 pub mod labels;
 pub mod overlap;
-pub mod phash;
+pub mod probe;
 pub mod report;
+pub mod splits;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::build_dir::BuildDir;
 use crate::config::Pipeline;
@@ -21,7 +32,64 @@ use crate::lock::Lock;
 use crate::manifest::Manifest;
 
 /// Version of the audit report schema (`audit/report.json`'s `version`).
-pub const REPORT_VERSION: &str = "1.0";
+pub const REPORT_VERSION: &str = "1.1";
+
+/// `format` of `build.json`.
+pub const BUILD_INFO_FORMAT: &str = "covidx-build-info";
+/// `version` of `build.json`.
+pub const BUILD_INFO_VERSION: &str = "1.0";
+
+/// `build.json`: where a build's sources and pipeline were (written by every build, outside
+/// the lock: it names folders of the machine that built it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildInfo {
+    /// Always [`BUILD_INFO_FORMAT`].
+    pub format: String,
+    /// Always [`BUILD_INFO_VERSION`].
+    pub version: String,
+    /// The tool that built it.
+    pub tool: String,
+    /// The `--sources` folder, absolute.
+    pub sources: String,
+    /// The pipeline file, absolute.
+    pub pipeline: String,
+}
+
+impl BuildInfo {
+    /// Reads `build.json` of `dir` (`None` when there is none).
+    pub fn read(dir: &BuildDir) -> Result<Option<BuildInfo>> {
+        let path = dir.path(crate::build_dir::BUILD_INFO);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let info: BuildInfo = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a covidx build.json", path.display()))?;
+        if info.format != BUILD_INFO_FORMAT || !info.version.starts_with("1.") {
+            bail!(
+                "{}: format {:?} version {:?}, this covidx reads {BUILD_INFO_FORMAT} 1.x",
+                path.display(),
+                info.format,
+                info.version
+            );
+        }
+        Ok(Some(info))
+    }
+}
+
+/// What an audit looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Audit the images too (duplicates, statistics, the probe), not only the metadata.
+    pub images: bool,
+    /// Where the images are (default: the build's `build.json`).
+    pub sources: Option<PathBuf>,
+    /// Another build to look for duplicates of this build's images in.
+    pub against: Option<PathBuf>,
+    /// Show progress while decoding.
+    pub progress: bool,
+}
 
 /// A finished build, read for auditing.
 #[derive(Debug)]
@@ -111,23 +179,100 @@ pub struct Audit {
     pub overlap: overlap::OverlapAudit,
     /// Label versus source and view.
     pub confounding: confounding::ConfoundingAudit,
+    /// Per class and split.
+    pub splits: splits::SplitAudit,
+    /// The image-level audit (`None` for a metadata-level audit).
+    pub images: Option<ImageAudit>,
     /// Findings, most serious first.
     pub findings: Vec<Finding>,
 }
 
-/// Runs the metadata-level audit of a build.
-pub fn audit(build: &Build) -> Audit {
+/// The image-level part of an audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageAudit {
+    /// Where the image facts came from.
+    pub provenance: images::Provenance,
+    /// Images that could not be used.
+    pub unreadable: Vec<images::Unreadable>,
+    /// Duplicates.
+    pub duplicates: duplicates::DuplicateAudit,
+    /// Per-source statistics.
+    pub sources: Vec<stats::SourceStats>,
+    /// The shortcut probe.
+    pub probe: probe::ProbeAudit,
+    /// Duplicates between this build and another (`--against`).
+    pub against: Option<Against>,
+    /// The sources folder the images were read from (for the HTML report's thumbnails).
+    #[serde(skip)]
+    pub sources_dir: Option<PathBuf>,
+    /// The 32x32 thumbnail of every image in a cross-split pair (used when the sources are
+    /// not at hand).
+    #[serde(skip)]
+    pub thumbnails: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+/// Duplicates of this build's images in another build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Against {
+    /// The other build's directory.
+    pub build: String,
+    /// Its pipeline name.
+    pub pipeline: String,
+    /// Its images compared.
+    pub images: u64,
+    /// Per split of this build: images with a duplicate in the other build.
+    pub matched: std::collections::BTreeMap<String, u64>,
+    /// Every pair (this build's record as `a`, the other's as `b`).
+    pub pairs: Vec<duplicates::Pair>,
+}
+
+/// Runs the audit of a build: the metadata level always, the images when `opts.images`.
+pub fn audit(build: &Build, opts: &Options) -> Result<Audit> {
     let rows = &build.manifest.rows;
     let classes = build.pipeline.classes.clone();
     let labels = labels::audit(rows);
     let overlap = overlap::audit(rows);
     let confounding = confounding::audit(rows, &classes);
+    let splits = splits::audit(rows, &build.pipeline);
     let mut findings = Vec::new();
     findings.extend(labels.findings());
     findings.extend(overlap.findings());
     findings.extend(confounding.findings());
+    let images = if opts.images {
+        let a = image_audit(build, opts)?;
+        findings.extend(a.duplicates.findings());
+        findings.extend(a.probe.findings());
+        if !a.unreadable.is_empty() {
+            findings.push(Finding {
+                check: "unreadable-images",
+                severity: Severity::Warning,
+                message: format!(
+                    "{} images in scope could not be read (listed in the report); they take \
+                     no part in duplicate detection",
+                    a.unreadable.len()
+                ),
+            });
+        }
+        if let Some(x) = &a.against {
+            let test = x.matched.get("test").copied().unwrap_or(0);
+            if test > 0 {
+                findings.push(Finding {
+                    check: "against-duplicates",
+                    severity: Severity::Warning,
+                    message: format!(
+                        "{test} test images have a duplicate in {} ({}): a model pretrained \
+                         there may have seen them",
+                        x.build, x.pipeline
+                    ),
+                });
+            }
+        }
+        Some(a)
+    } else {
+        None
+    };
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    Audit {
+    Ok(Audit {
         version: REPORT_VERSION,
         pipeline: build.lock.pipeline.clone(),
         tool: build.lock.tool.clone(),
@@ -136,12 +281,175 @@ pub fn audit(build: &Build) -> Audit {
         labels,
         overlap,
         confounding,
+        splits,
+        images,
         findings,
+    })
+}
+
+/// The sources folder to read images from: the override, else `build.json`'s.
+fn sources_of(build: &Build, given: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(p) = given {
+        return Ok(Some(p.to_path_buf()));
     }
+    Ok(BuildInfo::read(&build.dir)?
+        .map(|i| PathBuf::from(i.sources))
+        .filter(|p| p.is_dir()))
+}
+
+/// The audited images of a build as duplicate-search items.
+fn items<'a>(build: &'a Build, imgs: &'a images::Images) -> Vec<duplicates::Item<'a>> {
+    let rows = &build.manifest.rows;
+    imgs.facts
+        .iter()
+        .filter_map(|(&record, f)| {
+            let r = rows.get(record as usize)?;
+            Some(duplicates::Item {
+                record,
+                split: images::scope(r)?,
+                source: &r.source,
+                facts: f,
+            })
+        })
+        .collect()
+}
+
+fn image_audit(build: &Build, opts: &Options) -> Result<ImageAudit> {
+    let sources = sources_of(build, opts.sources.as_deref())?;
+    let imgs = images::gather(build, sources.as_deref(), opts.progress)?;
+    let its = items(build, &imgs);
+    let near = build.pipeline.audit.near_bits;
+    let dups = duplicates::audit(&its, near);
+    let source_stats = stats::audit(&its);
+    let rows = &build.manifest.rows;
+    let probe_items: Vec<probe::ProbeItem<'_>> = its
+        .iter()
+        .filter(|i| i.split != "test-pool")
+        .filter_map(|i| {
+            let r = &rows[i.record as usize];
+            Some(probe::ProbeItem {
+                patient: &r.patient_key,
+                source: &r.source,
+                class: r.label.as_deref()?,
+                thumb: &i.facts.thumbnail,
+            })
+        })
+        .collect();
+    let probe = probe::audit(&probe_items);
+    let against = match &opts.against {
+        Some(other) => Some(against(&its, other, near, opts.progress)?),
+        None => None,
+    };
+    let thumbnails = dups
+        .cross_split_pairs
+        .iter()
+        .take(html::MAX_PAIRS)
+        .flat_map(|p| [p.a, p.b])
+        .filter_map(|r| Some((r, imgs.facts.get(&r)?.thumbnail.clone())))
+        .collect();
+    Ok(ImageAudit {
+        provenance: imgs.provenance.clone(),
+        unreadable: imgs.unreadable.clone(),
+        duplicates: dups,
+        sources: source_stats,
+        probe,
+        against,
+        sources_dir: sources,
+        thumbnails,
+    })
+}
+
+/// Duplicates of `ours` in the build at `other` (its images from its own facts or sources).
+fn against(
+    ours: &[duplicates::Item<'_>],
+    other: &Path,
+    near: u32,
+    progress: bool,
+) -> Result<Against> {
+    let dir = BuildDir::new(other);
+    let theirs = Build::open(&dir).with_context(|| format!("--against {}", other.display()))?;
+    let sources = sources_of(&theirs, None)?;
+    let imgs = images::gather(&theirs, sources.as_deref(), progress)?;
+    let their_items = items(&theirs, &imgs);
+    let name = format!("other:{}", theirs.lock.pipeline);
+    let mut all: Vec<duplicates::Item<'_>> = ours.to_vec();
+    all.extend(
+        their_items
+            .iter()
+            .map(|i| duplicates::Item { split: &name, ..*i }),
+    );
+    let mut pairs: Vec<duplicates::Pair> = Vec::new();
+    let mut seen_files = std::collections::HashMap::new();
+    let mut seen_pixels = std::collections::HashMap::new();
+    for (j, t) in their_items.iter().enumerate() {
+        seen_files.entry(t.facts.file_sha256.as_str()).or_insert(j);
+        seen_pixels
+            .entry(t.facts.pixel_sha256.as_str())
+            .or_insert(j);
+    }
+    let mut linked: std::collections::BTreeSet<(usize, usize)> = Default::default();
+    for (i, o) in ours.iter().enumerate() {
+        let j = seen_files
+            .get(o.facts.file_sha256.as_str())
+            .or_else(|| seen_pixels.get(o.facts.pixel_sha256.as_str()));
+        if let Some(&j) = j {
+            linked.insert((i, ours.len() + j));
+        }
+    }
+    for (i, j) in duplicates::near_pairs(&all, near) {
+        if i < ours.len() && j >= ours.len() {
+            linked.insert((i, j));
+        }
+    }
+    let mut matched: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut counted = std::collections::BTreeSet::new();
+    for &(i, j) in &linked {
+        if counted.insert(i) {
+            *matched.entry(all[i].split.to_string()).or_default() += 1;
+        }
+        let p = duplicates::pair_of(&all[i], &all[j]);
+        pairs.push(p);
+    }
+    Ok(Against {
+        build: other.display().to_string(),
+        pipeline: theirs.lock.pipeline.clone(),
+        images: their_items.len() as u64,
+        matched,
+        pairs,
+    })
+}
+
+/// Writes the reports of `a` in `formats` (`md`, `json`, `html`) under `BUILD/audit/`;
+/// returns the paths written.
+pub fn write_reports(build: &Build, a: &Audit, formats: &[&str]) -> Result<Vec<PathBuf>> {
+    let dir = &build.dir;
+    std::fs::create_dir_all(dir.audit())
+        .with_context(|| format!("creating {}", dir.audit().display()))?;
+    let mut written = Vec::new();
+    for f in formats {
+        let (rel, bytes) = match *f {
+            "md" => (crate::build_dir::AUDIT_MD, report::markdown(a).into_bytes()),
+            "json" => (crate::build_dir::AUDIT_JSON, report::json(a)),
+            "html" => (
+                crate::build_dir::AUDIT_HTML,
+                html::page(build, a)?.into_bytes(),
+            ),
+            other => bail!("report format {other:?}: the formats are md, json and html"),
+        };
+        crate::fsutil::write_atomic(&dir.path(rel), &bytes)?;
+        written.push(dir.path(rel));
+    }
+    Ok(written)
 }
 
 /// The `--fail-on` checks this audit knows.
-pub const CHECKS: [&str; 3] = ["overlap", "unknown-findings", "source-confounding"];
+pub const CHECKS: [&str; 5] = [
+    "overlap",
+    "cross-split-duplicates",
+    "cross-source-duplicates",
+    "unknown-findings",
+    "source-confounding",
+];
 
 impl Audit {
     /// The checks of `fail_on` that have a finding of warning or error severity.

@@ -24,6 +24,17 @@ pub fn run(args: &BuildArgs, quiet: bool) -> Result<ExitCode> {
     if !quiet {
         print_report(&outcome, &args.out);
     }
+    if !outcome.audit_failed.is_empty() {
+        eprintln!(
+            "covidx build: the build is written, but its audit failed: {} (see {}; the \
+             pipeline's [audit] fail_on decides what fails a build)",
+            outcome.audit_failed.join(", "),
+            crate::build_dir::BuildDir::new(&args.out)
+                .path(crate::build_dir::AUDIT_MD)
+                .display()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,6 +80,20 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
             outcome.removed[0]
         );
     }
+    let a = &outcome.audit;
+    println!(
+        "\naudit (metadata): {} findings ({} errors, {} warnings); class x source Cramér's V {:.3}",
+        a.findings.len(),
+        a.findings
+            .iter()
+            .filter(|f| f.severity == crate::audit::Severity::Error)
+            .count(),
+        a.findings
+            .iter()
+            .filter(|f| f.severity == crate::audit::Severity::Warning)
+            .count(),
+        a.confounding.by_source.cramers_v
+    );
     let dir = crate::build_dir::BuildDir::new(out);
     println!(
         "\nwrote {}, {}, {}, {}",

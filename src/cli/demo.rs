@@ -1,6 +1,6 @@
 //! `covidx demo`: writes the generated miniature sources and builds them with the embedded
 //! demo pipeline (full build: images are read and hashed), verifies the lock file and audits
-//! the build (`out/audit/report.{md,json}`).
+//! the build with its images (`out/audit/report.{md,json,html}`).
 
 use std::process::ExitCode;
 
@@ -23,21 +23,28 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<ExitCode> {
     })?;
     let dir = crate::build_dir::BuildDir::new(&out);
     let (_, mismatches) = lock::verify(&dir.lock(), &sources)?;
-    // The metadata audit of the miniature (its planted unknown findings and its confounding).
-    let audited = crate::audit::audit(&crate::audit::Build::open(&dir)?);
-    let md = dir.path(crate::build_dir::AUDIT_MD);
-    fsutil::write_atomic(&md, crate::audit::report::markdown(&audited).as_bytes())?;
-    fsutil::write_atomic(
-        &dir.path(crate::build_dir::AUDIT_JSON),
-        &crate::audit::report::json(&audited),
-    )?;
+    // The full audit of the miniature (its planted unknown findings, its confounding, its
+    // images).
+    let build_read = crate::audit::Build::open(&dir)?;
+    let opts = crate::audit::Options {
+        images: true,
+        ..Default::default()
+    };
+    let audited = crate::audit::audit(&build_read, &opts)?;
+    crate::audit::write_reports(&build_read, &audited, &["md", "json", "html"])?;
+    let md = dir.path(crate::build_dir::AUDIT_HTML);
     if !quiet {
         println!("demo sources written to {}", sources.display());
         super::build::print_report(&outcome, &out);
         println!(
-            "audit: {} findings, class x source Cramér's V {:.2} ({})",
+            "audit: {} findings, class x source Cramér's V {:.2}, test images with a duplicate \
+             in train: {} ({})",
             audited.findings.len(),
             audited.confounding.by_source.cramers_v,
+            audited
+                .images
+                .as_ref()
+                .map_or(0, |i| i.duplicates.test_in_train),
             md.display()
         );
         println!(

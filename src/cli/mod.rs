@@ -45,13 +45,24 @@ pub enum Command {
 pub struct AuditArgs {
     /// A finished build's output directory.
     pub build: PathBuf,
-    /// Report formats to write under BUILD/audit/ (comma-separated: md, json).
-    #[arg(long, value_delimiter = ',', default_value = "md,json")]
+    /// Report formats to write under BUILD/audit/ (comma-separated: md, json, html).
+    #[arg(long, value_delimiter = ',', default_value = "md,json,html")]
     pub format: Vec<String>,
     /// Exit with status 1 when one of these checks finds a problem (comma-separated:
-    /// overlap, unknown-findings, source-confounding).
+    /// overlap, cross-split-duplicates, cross-source-duplicates, unknown-findings,
+    /// source-confounding).
     #[arg(long, value_delimiter = ',')]
     pub fail_on: Vec<String>,
+    /// Where the build's images are (default: the folder its build.json records).
+    #[arg(long)]
+    pub sources: Option<PathBuf>,
+    /// Another build to look for duplicates of this build's images in (e.g. NIH
+    /// ChestX-ray14, which CheXNet was pretrained on).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Audit the metadata only (no image is read).
+    #[arg(long)]
+    pub metadata_only: bool,
 }
 
 /// Arguments of `covidx export`.

@@ -324,7 +324,7 @@ fn open_dicom(bytes: &[u8]) -> Result<DicomFile, DecodeError> {
 }
 
 /// A JPEG frame's (width, height, components, precision) from its SOF marker.
-fn jpeg_sof(b: &[u8]) -> Option<(u32, u32, u32, u32)> {
+pub(crate) fn jpeg_sof(b: &[u8]) -> Option<(u32, u32, u32, u32)> {
     if !b.starts_with(&[0xFF, 0xD8]) {
         return None;
     }

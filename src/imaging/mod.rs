@@ -4,5 +4,7 @@
 pub mod augment;
 pub mod decode;
 pub mod dicom;
+pub mod facts;
+pub mod phash;
 pub mod preprocess;
 pub mod stage;

@@ -168,6 +168,10 @@ pub struct ShardProgress {
     pub shard: ShardEntry,
     /// Records of the shard's slice whose images were quarantined.
     pub quarantined: Vec<Quarantined>,
+    /// SHA-256 of the shard's image-facts table (`shard-NNNNN.images.parquet`); empty in a
+    /// state written before covidx recorded them, whose shards are then redone.
+    #[serde(default)]
+    pub images_sha256: String,
 }
 
 /// `shards/progress.json`: every shard finished so far, and the parameters they were written

@@ -29,7 +29,7 @@ use crate::progress::Reporter;
 use crate::record::{Record, Split};
 use crate::shards::{Index, Quarantined, ShardProgress};
 use crate::split::Assignment;
-pub use sample::{params_of, process, process_bytes, record_key, Outputs, Sample};
+pub use sample::{params_of, process, process_bytes, record_key, Draw, Outputs, Sample};
 pub use tables::{augment_frame, quarantine_csv, SampleRow};
 use worker::ShardJob;
 
@@ -231,6 +231,10 @@ fn finish(
             outputs.insert(
                 BuildDir::shard_rel(plan.split, &p.shard.file),
                 p.shard.sha256.clone(),
+            );
+            outputs.insert(
+                BuildDir::shard_rel(plan.split, &build_dir::facts_of_shard(&p.shard.file)),
+                p.images_sha256.clone(),
             );
         }
     }

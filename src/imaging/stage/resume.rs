@@ -43,14 +43,15 @@ impl Resume {
         }
     }
 
-    /// Shard `k` of `split` from the previous run, when its file at `path` still has the
-    /// recorded hash.
+    /// Shard `k` of `split` from the previous run, when its file at `path` and its image-facts
+    /// table still have the recorded hashes.
     pub fn reusable(&self, split: Split, k: usize, path: &Path) -> Option<&ShardProgress> {
         let p = self.previous.splits.get(split.name())?.get(k)?;
         let name = path.file_name()?.to_str()?;
-        (p.shard.file == name
-            && fsutil::sha256_file(path).ok().as_deref() == Some(p.shard.sha256.as_str()))
-        .then_some(p)
+        let facts = path.with_file_name(build_dir::facts_of_shard(name));
+        let same = |path: &Path, sha: &str| fsutil::sha256_file(path).ok().as_deref() == Some(sha);
+        (p.shard.file == name && same(path, &p.shard.sha256) && same(&facts, &p.images_sha256))
+            .then_some(p)
     }
 
     /// Records a finished shard (the next of its split).
@@ -89,7 +90,7 @@ impl Resume {
     }
 }
 
-/// Removes shards numbered `n` and above of `split` (left by an earlier build with more
+/// Removes shards (and their image-facts tables) numbered `n` and above of `split` (left by an earlier build with more
 /// shards) and temporary files of killed writes.
 pub fn remove_leftovers(dir: &BuildDir, split: Split, n: usize) -> Result<()> {
     let folder = dir.shard_split_dir(split);
@@ -103,7 +104,7 @@ pub fn remove_leftovers(dir: &BuildDir, split: Split, n: usize) -> Result<()> {
             .with_context(|| format!("listing {}", folder.display()))?
             .path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let stale = build_dir::shard_number(name).is_some_and(|k| k >= n);
+        let stale = build_dir::shard_output_number(name).is_some_and(|k| k >= n);
         if stale || build_dir::is_temp_of_ours(name) {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
         }

@@ -7,9 +7,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ImagesConfig;
 use crate::imaging::augment::{self, Params};
+use image::GrayImage;
+
 use crate::imaging::decode::{
     decode_into, fit, read_image, release_if_large, DecodeError, SizeHint,
 };
+use crate::imaging::facts::ImageFacts;
 use crate::imaging::preprocess::{crop_square, resize_region_into, Square};
 use crate::record::Record;
 
@@ -62,26 +65,39 @@ pub fn process(
 ) -> Result<Outputs, DecodeError> {
     let bytes = read_image(path)?;
     let mut out = Vec::with_capacity(1 + copies as usize);
-    process_bytes(&bytes, path, cfg, seed, key, copies, &mut |c, p, px| {
+    let draw = Draw { seed, key, copies };
+    process_bytes(&bytes, path, cfg, draw, false, &mut |c, p, px| {
         out.push((c, p, px.to_vec()))
     })?;
     Ok(out)
 }
 
+/// The random draws of one record: the pipeline seed, the record's key and its copy count.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw<'a> {
+    /// Pipeline seed.
+    pub seed: u64,
+    /// Record key ([`record_key`]).
+    pub key: &'a str,
+    /// Augmented copies.
+    pub copies: u32,
+}
+
 /// Decodes `bytes` (the image file at `path`) and hands each sample (copy, parameters, `S*S`
 /// pixels) to `emit` from per-thread buffers, so no buffer is allocated or cleared per image.
-/// Samples are emitted only once the image has decoded: an error means none was.
+/// Samples are emitted only once the image has decoded: an error means none was. With
+/// `facts`, also returns the image's [`ImageFacts`] from the same decode (`None` when the
+/// decode was reduced in size, whose pixels are not the full image's).
 pub fn process_bytes(
     bytes: &[u8],
     path: &Path,
     cfg: &ImagesConfig,
-    seed: u64,
-    key: &str,
-    copies: u32,
+    draw: Draw<'_>,
+    facts: bool,
     emit: &mut dyn FnMut(u32, Params, &[u8]),
-) -> Result<(), DecodeError> {
+) -> Result<Option<ImageFacts>, DecodeError> {
     SCRATCH.with_borrow_mut(|scratch| {
-        let result = scratch.samples(bytes, path, cfg, (seed, key, copies), emit);
+        let result = scratch.samples(bytes, path, cfg, draw, facts, emit);
         for buf in [
             &mut scratch.decoded,
             &mut scratch.level,
@@ -116,15 +132,23 @@ impl Scratch {
         bytes: &[u8],
         path: &Path,
         cfg: &ImagesConfig,
-        (seed, key, copies): (u64, &str, u32),
+        Draw { seed, key, copies }: Draw<'_>,
+        facts: bool,
         emit: &mut dyn FnMut(u32, Params, &[u8]),
-    ) -> Result<(), DecodeError> {
+    ) -> Result<Option<ImageFacts>, DecodeError> {
         // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
         let hint = SizeHint {
             crop_top: cfg.crop_top,
             min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
         };
         let (w, h) = decode_into(bytes, path, Some(hint), &mut self.decoded)?;
+        let facts = (facts && !reduced(bytes, w, h)).then(|| {
+            let img =
+                GrayImage::from_raw(w, h, std::mem::take(&mut self.decoded)).expect("decoded size");
+            let f = crate::imaging::facts::of_decoded(bytes, &img);
+            self.decoded = img.into_raw();
+            f
+        });
         let img = View::from_raw(w, h, &self.decoded[..]).expect("decoded size");
         let mut resizer = fast_image_resize::Resizer::new();
         let square = crop_square(w, h, cfg.crop_top);
@@ -134,7 +158,7 @@ impl Scratch {
         if copies == 0 {
             resize_region_into(&mut resizer, &img, square, s, sample);
             emit(0, Params::IDENTITY, sample);
-            return Ok(());
+            return Ok(facts);
         }
         // One prefiltered level of at most 2S: the clean copy is resized from it, and every
         // augmented copy is one warp from it straight to S (never a full-size warp).
@@ -156,6 +180,11 @@ impl Scratch {
             augment::warp_into(level, side, s, &p, a.fill, a.fill_value, sample);
             emit(c, p, sample);
         }
-        Ok(())
+        Ok(facts)
     }
+}
+
+/// True when a JPEG was decoded at less than its full size (DCT scaling, see [`SizeHint`]).
+fn reduced(bytes: &[u8], w: u32, h: u32) -> bool {
+    crate::imaging::dicom::jpeg_sof(bytes).is_some_and(|(fw, fh, _, _)| (fw, fh) != (w, h))
 }

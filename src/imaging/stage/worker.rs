@@ -7,10 +7,11 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Result};
 
-use super::sample::{process_bytes, rank};
+use super::sample::{process_bytes, rank, Draw};
 use crate::config::Pipeline;
 use crate::imaging::augment::Params;
 use crate::imaging::decode::DecodeError;
+use crate::imaging::facts::ImageFacts;
 use crate::ingest::SourceRoots;
 use crate::progress::Reporter;
 use crate::record::{Record, Split};
@@ -125,19 +126,26 @@ fn read_checked(r: &Record, roots: &SourceRoots) -> Result<Vec<u8>, DecodeError>
 /// Records that failed to decode (manifest row, why).
 type Failures = Vec<(usize, DecodeError)>;
 
+/// What the workers of one shard produced besides the samples.
+struct Decoded {
+    /// The shard file's SHA-256 (`None` when a slot failed).
+    hash: Option<String>,
+    /// Records that failed, with why.
+    failures: Failures,
+    /// Image facts of the records that decoded at full size (manifest row, facts).
+    facts: Vec<(usize, ImageFacts)>,
+}
+
 /// Runs one worker per rayon thread over the shard's records (in [`Plan::work`] order), each
 /// sample put into its slot of `stream` while another thread hashes the completed prefix.
-/// Returns the hash (`None` when a slot failed) and the records that failed, with why.
-fn decode_all(
-    job: &ShardJob<'_>,
-    plan: &Plan,
-    stream: &ShardStream,
-) -> Result<(Option<String>, Failures)> {
+/// Returns the shard's hash, the records that failed and the image facts of the others.
+fn decode_all(job: &ShardJob<'_>, plan: &Plan, stream: &ShardStream) -> Result<Decoded> {
     let cfg = &job.pipeline.images;
     let per_record = 1 + job.copies as usize;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let failures: Mutex<Failures> = Default::default();
+    let facts: Mutex<Vec<(usize, ImageFacts)>> = Default::default();
     let io_error: Mutex<Option<anyhow::Error>> = Default::default();
     let hash = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| stream.hash());
@@ -159,23 +167,22 @@ fn decode_all(
                             }
                         };
                         let path = Path::new(&r.path);
-                        let result = read_checked(r, job.roots).and_then(|b| {
-                            let key = &job.keys[i];
-                            process_bytes(
-                                &b,
-                                path,
-                                cfg,
-                                job.pipeline.seed,
-                                key,
-                                job.copies,
-                                &mut emit,
-                            )
-                        });
-                        if let Err(e) = result {
-                            slots.iter().for_each(|&slot| stream.fail(slot));
-                            failures.lock().unwrap().push((i, e));
-                            if job.strict {
-                                stop.store(true, Ordering::Relaxed);
+                        let draw = Draw {
+                            seed: job.pipeline.seed,
+                            key: &job.keys[i],
+                            copies: job.copies,
+                        };
+                        let result = read_checked(r, job.roots)
+                            .and_then(|b| process_bytes(&b, path, cfg, draw, true, &mut emit));
+                        match result {
+                            Ok(Some(f)) => facts.lock().unwrap().push((i, f)),
+                            Ok(None) => {}
+                            Err(e) => {
+                                slots.iter().for_each(|&slot| stream.fail(slot));
+                                failures.lock().unwrap().push((i, e));
+                                if job.strict {
+                                    stop.store(true, Ordering::Relaxed);
+                                }
                             }
                         }
                         job.reporter.add(1);
@@ -192,7 +199,11 @@ fn decode_all(
     if let Some(e) = io_error.into_inner().unwrap() {
         return Err(e);
     }
-    Ok((hash?, failures.into_inner().unwrap()))
+    Ok(Decoded {
+        hash: hash?,
+        failures: failures.into_inner().unwrap(),
+        facts: facts.into_inner().unwrap(),
+    })
 }
 
 /// Decodes a shard's records and streams every sample to its planned slot (see [`plan`]). A
@@ -217,7 +228,11 @@ pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
             .collect(),
         plan.slots.iter().map(|&(_, c)| c as u8).collect(),
     )?;
-    let (hash, mut failures) = decode_all(job, &plan, &stream)?;
+    let Decoded {
+        hash,
+        mut failures,
+        mut facts,
+    } = decode_all(job, &plan, &stream)?;
     failures.sort_by_key(|(i, _)| *i);
     if let (true, Some((i, e))) = (job.strict, failures.first()) {
         let r = &job.records[*i];
@@ -237,6 +252,19 @@ pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
         })
         .collect();
     let (sha256, kept) = stream.finish(hash)?;
+    // The facts table beside the shard, in record order (its bytes depend only on the inputs).
+    facts.sort_by_key(|(i, _)| *i);
+    let rows: Vec<(u64, ImageFacts)> = facts.into_iter().map(|(i, f)| (i as u64, f)).collect();
+    let table = crate::imaging::facts::table_bytes(&rows)?;
+    let name = job
+        .path
+        .file_name()
+        .expect("shard file name")
+        .to_string_lossy();
+    let facts_path = job
+        .path
+        .with_file_name(crate::build_dir::facts_of_shard(&name));
+    crate::fsutil::write_atomic(&facts_path, &table)?;
     let mut class_counts = vec![0u64; job.pipeline.classes.len()];
     for &slot in &kept {
         class_counts[label(plan.slots[slot].0)] += 1;
@@ -250,5 +278,6 @@ pub fn write_shard(job: &ShardJob<'_>) -> Result<ShardProgress> {
             sha256,
         },
         quarantined,
+        images_sha256: crate::fsutil::sha256_hex(&table),
     })
 }

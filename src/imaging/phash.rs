@@ -14,45 +14,81 @@
 //! Two images are near copies when the Hamming distance of their hashes is small (see
 //! [`hamming`]).
 
-/// Area-average resize of a `w`x`h` grayscale image to `ow`x`oh`.
+/// The source pixels under one output pixel along an axis: a partial pixel at `first` (weight
+/// `w_first`), whole pixels `first + 1 .. last`, a partial pixel at `last` (weight `w_last`,
+/// zero when the span ends on a pixel edge), and the span's length.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    first: usize,
+    last: usize,
+    w_first: f64,
+    w_last: f64,
+    len: f64,
+}
+
+/// The spans of `on` output pixels over `n` source pixels.
+fn spans(n: usize, on: usize) -> Vec<Span> {
+    (0..on)
+        .map(|o| {
+            let a = o as f64 * n as f64 / on as f64;
+            let b = (o + 1) as f64 * n as f64 / on as f64;
+            let (first, last) = (a.floor() as usize, (b.floor() as usize).min(n));
+            if first == last {
+                // The whole span lies inside one source pixel.
+                return Span {
+                    first,
+                    last: first + 1,
+                    w_first: b - a,
+                    w_last: 0.0,
+                    len: b - a,
+                };
+            }
+            Span {
+                first,
+                last,
+                w_first: (first + 1) as f64 - a,
+                w_last: if last < n { b - last as f64 } else { 0.0 },
+                len: b - a,
+            }
+        })
+        .collect()
+}
+
+/// Area-average resize of a `w`x`h` grayscale image to `ow`x`oh`: every output pixel is the
+/// mean of the source pixels under it, partial pixels weighted by their overlap, in `f64`.
+/// Whole pixels are summed as integers, so the cost is one add per source pixel.
 pub fn area_resize(px: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f64> {
     assert_eq!(px.len(), w * h, "image buffer size");
     assert!(w > 0 && h > 0 && ow > 0 && oh > 0, "empty image");
-    // Per output index: the source indices it covers and their weights (overlap lengths).
-    let spans = |n: usize, on: usize| -> Vec<Vec<(usize, f64)>> {
-        (0..on)
-            .map(|o| {
-                let (a, b) = (
-                    o as f64 * n as f64 / on as f64,
-                    (o + 1) as f64 * n as f64 / on as f64,
-                );
-                let (first, last) = (a.floor() as usize, (b.ceil() as usize).min(n));
-                (first..last)
-                    .map(|i| (i, (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0)))
-                    .filter(|&(_, wgt)| wgt > 0.0)
-                    .collect()
-            })
-            .collect()
-    };
     let (xs, ys) = (spans(w, ow), spans(h, oh));
     // Columns first (each source row to `ow` values), then rows.
     let mut rows = vec![0.0f64; h * ow];
-    for y in 0..h {
-        let src = &px[y * w..(y + 1) * w];
-        for (ox, span) in xs.iter().enumerate() {
-            let (sum, wsum) = span.iter().fold((0.0, 0.0), |(s, t), &(x, wgt)| {
-                (s + src[x] as f64 * wgt, t + wgt)
-            });
-            rows[y * ow + ox] = sum / wsum;
+    for (src, out) in px.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
+        for (o, s) in out.iter_mut().zip(&xs) {
+            let whole: u32 = src[(s.first + 1).min(s.last)..s.last]
+                .iter()
+                .map(|&v| v as u32)
+                .sum();
+            let edge = if s.w_last > 0.0 {
+                src[s.last] as f64 * s.w_last
+            } else {
+                0.0
+            };
+            *o = (src[s.first] as f64 * s.w_first + whole as f64 + edge) / s.len;
         }
     }
     let mut out = vec![0.0f64; ow * oh];
-    for (oy, span) in ys.iter().enumerate() {
-        for ox in 0..ow {
-            let (sum, wsum) = span.iter().fold((0.0, 0.0), |(s, t), &(y, wgt)| {
-                (s + rows[y * ow + ox] * wgt, t + wgt)
-            });
-            out[oy * ow + ox] = sum / wsum;
+    for (orow, s) in out.chunks_exact_mut(ow).zip(&ys) {
+        let row = |y: usize| &rows[y * ow..(y + 1) * ow];
+        for (ox, o) in orow.iter_mut().enumerate() {
+            let mut sum = row(s.first)[ox] * s.w_first;
+            for y in (s.first + 1).min(s.last)..s.last {
+                sum += row(y)[ox];
+            }
+            if s.w_last > 0.0 {
+                sum += row(s.last)[ox] * s.w_last;
+            }
+            *o = sum / s.len;
         }
     }
     out
