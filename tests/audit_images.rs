@@ -76,7 +76,7 @@ fn fixture(dir: &Path, plant: bool, metadata_only: bool) -> BuildOptions {
     let finding = |name: &str, i: usize| match (plant, name) {
         (true, "a") => "n",
         (true, _) => "c",
-        (false, _) if i % 2 == 0 => "n",
+        (false, _) if i.is_multiple_of(2) => "n",
         (false, _) => "c",
     };
     for (name, base) in [("a", 0u64), ("b", 1000)] {

@@ -395,6 +395,26 @@ fn real_sample_images_decode_and_python_reads_the_shards() {
     assert!(img.quarantine.is_empty(), "{:?}", img.quarantine);
     let samples: usize = img.index.splits["train"].iter().map(|e| e.samples).sum();
     assert_eq!(samples, 80);
+    // The audit of the 40 real images: facts from the stage, no false near copy among
+    // different radiographs (the closest real pair is 12 pHash bits apart, the threshold 6).
+    let b = covidx::audit::Build::open(&covidx::build_dir::BuildDir::new(&out)).unwrap();
+    let opts = covidx::audit::Options {
+        images: true,
+        ..Default::default()
+    };
+    let a = covidx::audit::audit(&b, &opts).unwrap();
+    let im = a.images.as_ref().unwrap();
+    assert_eq!(im.provenance.from_build, 40, "{:?}", im.provenance);
+    assert!(
+        im.duplicates.groups.is_empty(),
+        "{:#?}",
+        im.duplicates.groups
+    );
+    let t = &a.confounding.by_source;
+    eprintln!(
+        "40 real images: class x source {:?} over {:?}: {:?}, Cramér's V {:.3}; probe {:?}",
+        t.classes, t.columns, t.counts, t.cramers_v, im.probe.results
+    );
 
     let Some(py) = python_with(&["numpy", "safetensors"], "python reads the shards") else {
         return;

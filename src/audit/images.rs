@@ -147,7 +147,7 @@ pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<I
     };
     let roots = SourceRoots::new(sources, &build.pipeline.resolved_sources());
     let reporter = Reporter::new("audit: decoding", "images", todo.len() as u64, progress);
-    let decoded: Vec<(u64, Result<Examined, (String, String)>)> = todo
+    let decoded: Vec<(u64, Result<Examined, Why>)> = todo
         .par_iter()
         .map(|r| {
             let f = examine(r, &roots, &cache);
@@ -183,6 +183,9 @@ fn finish(mut images: Images) -> Images {
     images
 }
 
+/// Why an image could not be used: (reason, detail).
+type Why = (String, String);
+
 /// Facts of one image, from the cache (by its file's SHA-256) or decoded now.
 enum Examined {
     Cached(ImageFacts),
@@ -195,7 +198,7 @@ fn examine(
     r: &ManifestRow,
     roots: &SourceRoots,
     cache: &HashMap<String, ImageFacts>,
-) -> Result<Examined, (String, String)> {
+) -> Result<Examined, Why> {
     let (root, rel) = roots.of_path(&r.source, &r.path).ok_or_else(|| {
         (
             "missing".to_string(),

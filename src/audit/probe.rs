@@ -332,8 +332,8 @@ pub fn audit<'a>(items: &[ProbeItem<'a>]) -> ProbeAudit {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_cached_key(|&i| (rank("train", &format!("{}#{i}", items[i].patient)), i));
     let all_cells: Vec<Vec<f64>> = items.iter().map(|i| cells(i.thumb)).collect();
-    let targets: [(&str, fn(&ProbeItem<'a>) -> &'a str); 2] =
-        [("source", |i| i.source), ("class", |i| i.class)];
+    type Value<'a> = fn(&ProbeItem<'a>) -> &'a str;
+    let targets: [(&str, Value<'a>); 2] = [("source", |i| i.source), ("class", |i| i.class)];
     for (target, value) in targets {
         let mut values: Vec<&str> = items.iter().map(value).collect();
         values.sort_unstable();

@@ -87,6 +87,8 @@ pub fn of_decoded(bytes: &[u8], img: &GrayImage) -> ImageFacts {
     }
     let (wu, hu) = (w as usize, h as usize);
     let (format, bit_depth) = header(bytes);
+    // One 32x32 resize serves the pHash and the thumbnail.
+    let small = phash::area_resize(px, wu, hu, THUMB, THUMB);
     ImageFacts {
         file_sha256: crate::fsutil::sha256_hex(bytes),
         file_size: bytes.len() as u64,
@@ -96,11 +98,11 @@ pub fn of_decoded(bytes: &[u8], img: &GrayImage) -> ImageFacts {
         height: h,
         pixel_sha256: hex::encode(hasher.finalize()),
         dhash: phash::dhash(px, wu, hu),
-        phash: phash::phash(px, wu, hu),
+        phash: phash::phash_of_small(&small),
         mean,
         std: var.sqrt(),
         histogram,
-        thumbnail: phash::area_resize(px, wu, hu, THUMB, THUMB)
+        thumbnail: small
             .into_iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect(),

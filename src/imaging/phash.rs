@@ -120,8 +120,13 @@ fn dct(input: &[f64], cos: &[f64], n: usize, out: &mut [f64]) {
 
 /// The pHash of a `w`x`h` grayscale image.
 pub fn phash(px: &[u8], w: usize, h: usize) -> u64 {
+    phash_of_small(&area_resize(px, w, h, 32, 32))
+}
+
+/// The pHash from an image's 32x32 area-average resize (as [`area_resize`] gives it).
+pub fn phash_of_small(small: &[f64]) -> u64 {
     const N: usize = 32;
-    let small = area_resize(px, w, h, N, N);
+    assert_eq!(small.len(), N * N, "a 32x32 resize");
     let cos: Vec<f64> = (0..N * N)
         .map(|ki| {
             let (k, i) = (ki / N, ki % N);

@@ -147,6 +147,8 @@ fn decode_all(job: &ShardJob<'_>, plan: &Plan, stream: &ShardStream) -> Result<D
     let failures: Mutex<Failures> = Default::default();
     let facts: Mutex<Vec<(usize, ImageFacts)>> = Default::default();
     let io_error: Mutex<Option<anyhow::Error>> = Default::default();
+    // Benchmarking knob (COVIDX_NO_FACTS): skip the image facts, to measure what they cost.
+    let want_facts = std::env::var_os("COVIDX_NO_FACTS").is_none();
     let hash = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| stream.hash());
         let guard = AbortOnUnwind(stream);
@@ -172,8 +174,9 @@ fn decode_all(job: &ShardJob<'_>, plan: &Plan, stream: &ShardStream) -> Result<D
                             key: &job.keys[i],
                             copies: job.copies,
                         };
-                        let result = read_checked(r, job.roots)
-                            .and_then(|b| process_bytes(&b, path, cfg, draw, true, &mut emit));
+                        let result = read_checked(r, job.roots).and_then(|b| {
+                            process_bytes(&b, path, cfg, draw, want_facts, &mut emit)
+                        });
                         match result {
                             Ok(Some(f)) => facts.lock().unwrap().push((i, f)),
                             Ok(None) => {}
