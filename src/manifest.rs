@@ -32,6 +32,12 @@ pub enum ColumnType {
     OptStr,
     /// Boolean, never null.
     Bool,
+    /// UInt32, never null (other covidx tables).
+    U32,
+    /// Float64, never null (other covidx tables).
+    F64,
+    /// Binary, never null (other covidx tables).
+    Binary,
 }
 
 /// The manifest's columns, in file order, with their types.
@@ -228,7 +234,7 @@ impl Manifest {
 
     /// Typed rows of a manifest frame (`file` names it in errors).
     pub fn from_frame(df: &DataFrame, file: &str) -> Result<Manifest> {
-        let f = Frame { df, file };
+        let f = Columns::new(df, file);
         let record = f.u64s("record")?;
         let line = f.u64s("line")?;
         let test_pool = f.bools("test_pool")?;
@@ -322,22 +328,37 @@ fn split_value(v: Option<&str>, file: &str, row: usize) -> Result<Option<Split>>
     }
 }
 
-/// Typed access to a manifest frame's columns, with errors naming the file and column.
-struct Frame<'a> {
+/// Typed, checked access to the columns of a covidx table (manifest, image facts): every
+/// accessor checks the column's presence, type and nulls, and errors name the file and column.
+pub struct Columns<'a> {
     df: &'a DataFrame,
     file: &'a str,
 }
 
-impl Frame<'_> {
-    fn column(&self, name: &str, want: ColumnType) -> Result<&Column> {
+impl<'a> Columns<'a> {
+    /// Columns of `df`, read from `file` (named in errors).
+    pub fn new(df: &'a DataFrame, file: &'a str) -> Columns<'a> {
+        Columns { df, file }
+    }
+
+    /// Number of rows.
+    pub fn height(&self) -> usize {
+        self.df.height()
+    }
+
+    fn column(&self, name: &str, want: ColumnType) -> Result<&'a Column> {
         let file = self.file;
-        let c = self.df.column(name).map_err(|_| {
-            anyhow::anyhow!("{file}: column {name:?} is missing (a covidx manifest has it)")
-        })?;
+        let c = self
+            .df
+            .column(name)
+            .map_err(|_| anyhow::anyhow!("{file}: column {name:?} is missing"))?;
         let ok = match want {
             ColumnType::U64 => c.dtype() == &DataType::UInt64,
+            ColumnType::U32 => c.dtype() == &DataType::UInt32,
+            ColumnType::F64 => c.dtype() == &DataType::Float64,
             ColumnType::Str | ColumnType::OptStr => c.dtype() == &DataType::String,
             ColumnType::Bool => c.dtype() == &DataType::Boolean,
+            ColumnType::Binary => c.dtype() == &DataType::Binary,
         };
         if !ok {
             bail!(
@@ -351,37 +372,59 @@ impl Frame<'_> {
         Ok(c)
     }
 
-    fn opt_strings(&self, name: &str) -> Result<Vec<Option<String>>> {
-        self.str_column(name, ColumnType::OptStr)
+    fn wrong(&self, name: &str, e: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("{}: column {name:?}: {e}", self.file)
     }
 
-    fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let v = self.str_column(name, ColumnType::Str)?;
-        Ok(v.into_iter().map(Option::unwrap_or_default).collect())
-    }
-
-    fn str_column(&self, name: &str, want: ColumnType) -> Result<Vec<Option<String>>> {
-        let c = self.column(name, want)?;
-        let s = c
-            .str()
-            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+    /// A string column that may hold nulls.
+    pub fn opt_strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let c = self.column(name, ColumnType::OptStr)?;
+        let s = c.str().map_err(|e| self.wrong(name, e))?;
         Ok(s.iter().map(|v| v.map(str::to_string)).collect())
     }
 
-    fn u64s(&self, name: &str) -> Result<Vec<u64>> {
+    /// A string column without nulls.
+    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let c = self.column(name, ColumnType::Str)?;
+        let s = c.str().map_err(|e| self.wrong(name, e))?;
+        Ok(s.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    }
+
+    /// A UInt64 column.
+    pub fn u64s(&self, name: &str) -> Result<Vec<u64>> {
         let c = self.column(name, ColumnType::U64)?;
-        let s = c
-            .u64()
-            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+        let s = c.u64().map_err(|e| self.wrong(name, e))?;
         Ok(s.iter().map(Option::unwrap_or_default).collect())
     }
 
-    fn bools(&self, name: &str) -> Result<Vec<bool>> {
-        let c = self.column(name, ColumnType::Bool)?;
-        let s = c
-            .bool()
-            .map_err(|e| anyhow::anyhow!("{}: column {name:?}: {e}", self.file))?;
+    /// A UInt32 column.
+    pub fn u32s(&self, name: &str) -> Result<Vec<u32>> {
+        let c = self.column(name, ColumnType::U32)?;
+        let s = c.u32().map_err(|e| self.wrong(name, e))?;
         Ok(s.iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// A Float64 column.
+    pub fn f64s(&self, name: &str) -> Result<Vec<f64>> {
+        let c = self.column(name, ColumnType::F64)?;
+        let s = c.f64().map_err(|e| self.wrong(name, e))?;
+        Ok(s.iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// A Boolean column.
+    pub fn bools(&self, name: &str) -> Result<Vec<bool>> {
+        let c = self.column(name, ColumnType::Bool)?;
+        let s = c.bool().map_err(|e| self.wrong(name, e))?;
+        Ok(s.iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// A Binary column.
+    pub fn binaries(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+        let c = self.column(name, ColumnType::Binary)?;
+        let s = c.binary().map_err(|e| self.wrong(name, e))?;
+        Ok(s.iter().map(|v| v.unwrap_or_default().to_vec()).collect())
     }
 }
 

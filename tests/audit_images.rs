@@ -381,3 +381,56 @@ fn render_in_chromium(page: &Path, html: &str) {
         png.len()
     );
 }
+
+/// The sizes of the thumbnails of the HTML report's duplicate pairs.
+fn pair_thumbnail_sides(html: &str) -> Vec<(u32, u32)> {
+    use base64::Engine;
+    let pairs = &html[html.find("id=\"pairs\"").expect("the pairs section")..];
+    pairs
+        .split("src=\"data:image/png;base64,")
+        .skip(1)
+        .map(|rest| {
+            let b64 = &rest[..rest.find('"').unwrap()];
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            let img = image::load_from_memory(&png).unwrap();
+            (img.width(), img.height())
+        })
+        .collect()
+}
+
+#[test]
+fn pair_thumbnails_fall_back_to_the_shards_then_to_the_facts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = fixture(&tmp.path().join("full"), true, false);
+    audited(&opts);
+    let dir = BuildDir::new(&opts.out);
+    let b = Build::open(&dir).unwrap();
+    let gone = tmp.path().join("sources-gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let report = |b: &Build| {
+        let opts = Options {
+            images: true,
+            sources: Some(gone.clone()),
+            ..Options::default()
+        };
+        let a = audit::audit(b, &opts).unwrap();
+        audit::write_reports(b, &a, &["html"]).unwrap();
+        std::fs::read_to_string(dir.path(covidx::build_dir::AUDIT_HTML)).unwrap()
+    };
+    // The sources are gone: the clean copies in the shards (32 px) scaled to 160.
+    let sides = pair_thumbnail_sides(&report(&b));
+    assert_eq!(sides, vec![(160, 160); 4]);
+    // The shards are gone too: the 32x32 thumbnails of the image facts.
+    for split in ["train", "test"] {
+        for e in std::fs::read_dir(dir.path("shards").join(split)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "safetensors") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+    let sides = pair_thumbnail_sides(&report(&b));
+    assert_eq!(sides, vec![(32, 32); 4]);
+}

@@ -337,14 +337,21 @@ fn matrix(edges: &[(usize, usize)], label: impl Fn(usize) -> String, all: &[Stri
     }
 }
 
-/// Finds the duplicates among `items` (see the module documentation).
-pub fn audit<'a>(items: &[Item<'a>], near_bits: u32) -> DuplicateAudit {
-    let n = items.len();
+/// Every pair (i < j) of items that are the same image: identical files, identical pixels, or
+/// near copies within `near_bits` (see [`near`]); sorted, each pair once.
+pub fn links(items: &[Item<'_>], near_bits: u32) -> Vec<(usize, usize)> {
     let mut edges = equal_pairs(items, |f| &f.file_sha256);
     edges.extend(equal_pairs(items, |f| &f.pixel_sha256));
     edges.extend(near_pairs(items, near_bits));
     edges.sort_unstable();
     edges.dedup();
+    edges
+}
+
+/// Finds the duplicates among `items` (see the module documentation).
+pub fn audit<'a>(items: &[Item<'a>], near_bits: u32) -> DuplicateAudit {
+    let n = items.len();
+    let edges = links(items, near_bits);
     let mut uf = UnionFind::new(n);
     for &(i, j) in &edges {
         uf.union(i, j);

@@ -1,8 +1,9 @@
 //! The self-contained HTML report (`audit/report.html`): one page, no network, no
 //! JavaScript; charts are inline SVG, thumbnails are base64 PNGs of both images of every
-//! cross-split duplicate pair (the first [`MAX_PAIRS`]). Rendered with maud.
+//! cross-split duplicate pair (the first [`MAX_PAIRS`]): from the sources, else from the clean
+//! copy in the shards, else the 32x32 facts thumbnail. Rendered with maud.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Result;
@@ -13,6 +14,9 @@ use rayon::prelude::*;
 use super::duplicates::Matrix;
 use super::{Audit, Build, Severity};
 use crate::imaging::facts::THUMB;
+use crate::ingest::SourceRoots;
+use crate::record::Split;
+use crate::shards::dataset::{Dataset, Verify};
 
 /// Cross-split pairs shown with thumbnails (the JSON report lists them all).
 pub const MAX_PAIRS: usize = 200;
@@ -40,29 +44,61 @@ fn png_uri(px: &[u8], w: u32, h: u32) -> String {
     )
 }
 
-/// The thumbnail of one record: its image from the sources, resized, else the 32x32
-/// thumbnail of its facts.
-fn thumbnail(
-    build: &Build,
-    sources: Option<&Path>,
-    record: u64,
-    small: Option<&Vec<u8>>,
-) -> Option<String> {
-    let r = build.manifest.rows.get(record as usize)?;
-    let decoded = sources.and_then(|dir| {
-        let roots = crate::ingest::SourceRoots::new(dir, &build.pipeline.resolved_sources());
-        let (root, rel) = roots.of_path(&r.source, &r.path)?;
-        let bytes = root.read(rel).ok()?;
-        crate::imaging::decode::decode_bytes(&bytes, Path::new(&r.path)).ok()
-    });
-    match decoded {
-        Some(img) => {
+/// Where a pair's thumbnails come from, best first: the image in the sources, the clean copy
+/// in the build's shards (when the sources are gone), the 32x32 thumbnail of its facts.
+struct Thumbs<'a> {
+    build: &'a Build,
+    roots: Option<SourceRoots>,
+    /// Clean shard copies of the wanted records: (pixels, side).
+    shards: BTreeMap<u64, (Vec<u8>, u32)>,
+    facts: &'a BTreeMap<u64, Vec<u8>>,
+}
+
+impl Thumbs<'_> {
+    /// The thumbnail of `record` as a PNG data URI.
+    fn of(&self, record: u64) -> Option<String> {
+        let r = self.build.manifest.get(record)?;
+        let decoded = self.roots.as_ref().and_then(|roots| {
+            let (root, rel) = roots.of_path(&r.source, &r.path)?;
+            let bytes = root.read(rel).ok()?;
+            crate::imaging::decode::decode_bytes(&bytes, Path::new(&r.path)).ok()
+        });
+        if let Some(img) = decoded {
             let t = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
             let (w, h) = t.dimensions();
-            Some(png_uri(t.as_raw(), w, h))
+            return Some(png_uri(t.as_raw(), w, h));
         }
-        None => small.map(|t| png_uri(t, THUMB as u32, THUMB as u32)),
+        if let Some((px, side)) = self.shards.get(&record) {
+            let img = image::GrayImage::from_raw(*side, *side, px.clone())?;
+            let t = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
+            let (w, h) = t.dimensions();
+            return Some(png_uri(t.as_raw(), w, h));
+        }
+        let small = self.facts.get(&record)?;
+        Some(png_uri(small, THUMB as u32, THUMB as u32))
     }
+}
+
+/// The clean copies (copy 0) of `wanted` in the build's shards; empty for a metadata-only
+/// build. Shards are mapped and their headers checked, not hashed (display only).
+fn shard_copies(build: &Build, wanted: &BTreeSet<u64>) -> BTreeMap<u64, (Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    for split in [Split::Train, Split::Test] {
+        let Ok(ds) = Dataset::open(&build.dir, split) else {
+            continue;
+        };
+        let ds = ds.with_verify(Verify::HeaderOnly);
+        for k in 0..ds.shard_count() {
+            let Ok(shard) = ds.shard(k) else { continue };
+            for slot in 0..shard.len() {
+                let record = shard.record(slot);
+                if shard.copy(slot) == 0 && wanted.contains(&record) {
+                    out.insert(record, (shard.image(slot).to_vec(), shard.size()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A heatmap of a square matrix (darker: more images), with its numbers.
@@ -138,16 +174,18 @@ pub fn page(build: &Build, a: &Audit) -> Result<String> {
                 .iter()
                 .take(MAX_PAIRS)
                 .collect();
-            let mut records: Vec<u64> = shown.iter().flat_map(|p| [p.a, p.b]).collect();
-            records.sort_unstable();
-            records.dedup();
-            let thumbs: BTreeMap<u64, Option<String>> = records
-                .par_iter()
-                .map(|&r| {
-                    let small = im.thumbnails.get(&r);
-                    (r, thumbnail(build, im.sources_dir.as_deref(), r, small))
-                })
-                .collect();
+            let records: BTreeSet<u64> = shown.iter().flat_map(|p| [p.a, p.b]).collect();
+            let source = Thumbs {
+                build,
+                roots: im
+                    .sources_dir
+                    .as_deref()
+                    .map(|dir| SourceRoots::new(dir, &build.pipeline.resolved_sources())),
+                shards: shard_copies(build, &records),
+                facts: &im.thumbnails,
+            };
+            let thumbs: BTreeMap<u64, Option<String>> =
+                records.par_iter().map(|&r| (r, source.of(r))).collect();
             let rows = &build.manifest.rows;
             let who = |r: u64| {
                 rows.get(r as usize)

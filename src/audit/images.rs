@@ -222,7 +222,11 @@ fn examine(
     }
     let img = decode_bytes(&bytes, Path::new(&r.path))
         .map_err(|e| (e.reason.to_string(), e.detail.clone()))?;
-    Ok(Examined::Decoded(facts::of_decoded(&bytes, &img)))
+    Ok(Examined::Decoded(facts::of_decoded(
+        &bytes,
+        Some(sha),
+        &img,
+    )))
 }
 
 /// Adds freshly decoded facts to the cache (one row per file hash, in hash order).

@@ -378,29 +378,14 @@ fn against(
             .iter()
             .map(|i| duplicates::Item { split: &name, ..*i }),
     );
+    // Links between one of ours (i < n) and one of theirs (j >= n); links within either build
+    // are the main audit's business.
+    let n = ours.len();
+    let linked: Vec<(usize, usize)> = duplicates::links(&all, near)
+        .into_iter()
+        .filter(|&(i, j)| i < n && j >= n)
+        .collect();
     let mut pairs: Vec<duplicates::Pair> = Vec::new();
-    let mut seen_files = std::collections::HashMap::new();
-    let mut seen_pixels = std::collections::HashMap::new();
-    for (j, t) in their_items.iter().enumerate() {
-        seen_files.entry(t.facts.file_sha256.as_str()).or_insert(j);
-        seen_pixels
-            .entry(t.facts.pixel_sha256.as_str())
-            .or_insert(j);
-    }
-    let mut linked: std::collections::BTreeSet<(usize, usize)> = Default::default();
-    for (i, o) in ours.iter().enumerate() {
-        let j = seen_files
-            .get(o.facts.file_sha256.as_str())
-            .or_else(|| seen_pixels.get(o.facts.pixel_sha256.as_str()));
-        if let Some(&j) = j {
-            linked.insert((i, ours.len() + j));
-        }
-    }
-    for (i, j) in duplicates::near_pairs(&all, near) {
-        if i < ours.len() && j >= ours.len() {
-            linked.insert((i, j));
-        }
-    }
     let mut matched: std::collections::BTreeMap<String, u64> = Default::default();
     let mut counted = std::collections::BTreeSet::new();
     for &(i, j) in &linked {

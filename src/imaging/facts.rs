@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use image::GrayImage;
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
@@ -59,15 +59,27 @@ pub struct ImageFacts {
     pub thumbnail: Vec<u8>,
 }
 
-/// Computes the facts of a decoded image; `bytes` are the file it was decoded from.
-pub fn of_decoded(bytes: &[u8], img: &GrayImage) -> ImageFacts {
+/// Computes the facts of a decoded image; `bytes` are the file it was decoded from, and
+/// `file_sha256` its SHA-256 (hex) when the caller has taken it already (else it is computed).
+///
+/// The pixels are read once, row by row: each row, while it is in cache, feeds the pixel
+/// hash, the histogram and both perceptual-hash resizes (9x8 and 32x32).
+pub fn of_decoded(bytes: &[u8], file_sha256: Option<String>, img: &GrayImage) -> ImageFacts {
     let (w, h) = img.dimensions();
-    let px = img.as_raw();
+    let (wu, hu) = (w as usize, h as usize);
     let mut hasher = Sha256::new();
     hasher.update(w.to_le_bytes());
     hasher.update(h.to_le_bytes());
-    hasher.update(px);
-    let grey = imageproc::stats::histogram(img).channels[0];
+    let mut counts = Histogram::default();
+    let mut small = phash::RowReducer::new(wu, THUMB, hu);
+    let mut tiny = phash::RowReducer::new(wu, 9, hu);
+    for row in img.as_raw().chunks_exact(wu) {
+        hasher.update(row);
+        counts.add(row);
+        small.push(row);
+        tiny.push(row);
+    }
+    let grey = counts.total();
     let n = (w as f64 * h as f64).max(1.0);
     let mean = grey
         .iter()
@@ -83,21 +95,20 @@ pub fn of_decoded(bytes: &[u8], img: &GrayImage) -> ImageFacts {
         / n;
     let mut histogram = [0u64; BINS];
     for (v, &c) in grey.iter().enumerate() {
-        histogram[v * BINS / 256] += c as u64;
+        histogram[v * BINS / 256] += c;
     }
-    let (wu, hu) = (w as usize, h as usize);
     let (format, bit_depth) = header(bytes);
     // One 32x32 resize serves the pHash and the thumbnail.
-    let small = phash::area_resize(px, wu, hu, THUMB, THUMB);
+    let small = small.finish(THUMB);
     ImageFacts {
-        file_sha256: crate::fsutil::sha256_hex(bytes),
+        file_sha256: file_sha256.unwrap_or_else(|| crate::fsutil::sha256_hex(bytes)),
         file_size: bytes.len() as u64,
         format: format.to_string(),
         bit_depth,
         width: w,
         height: h,
         pixel_sha256: hex::encode(hasher.finalize()),
-        dhash: phash::dhash(px, wu, hu),
+        dhash: phash::dhash_of_small(&tiny.finish(8)),
         phash: phash::phash_of_small(&small),
         mean,
         std: var.sqrt(),
@@ -106,6 +117,36 @@ pub fn of_decoded(bytes: &[u8], img: &GrayImage) -> ImageFacts {
             .into_iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect(),
+    }
+}
+
+/// Counts of the 256 grey levels, in four interleaved tables so that runs of one level do not
+/// serialise on one counter.
+struct Histogram([[u64; 256]; 4]);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram([[0; 256]; 4])
+    }
+}
+
+impl Histogram {
+    fn add(&mut self, px: &[u8]) {
+        let [a, b, c, d] = &mut self.0;
+        let mut quads = px.chunks_exact(4);
+        for q in &mut quads {
+            a[q[0] as usize] += 1;
+            b[q[1] as usize] += 1;
+            c[q[2] as usize] += 1;
+            d[q[3] as usize] += 1;
+        }
+        for &v in quads.remainder() {
+            a[v as usize] += 1;
+        }
+    }
+
+    fn total(&self) -> [u64; 256] {
+        std::array::from_fn(|v| self.0.iter().map(|t| t[v]).sum())
     }
 }
 
@@ -191,54 +232,12 @@ pub fn table_bytes(rows: &[(u64, ImageFacts)]) -> Result<Vec<u8>> {
 /// Reads an image-facts table written by [`table_bytes`]; errors name the file and column.
 pub fn read_table(path: &Path) -> Result<Vec<(u64, ImageFacts)>> {
     let df = crate::manifest::read_table(path, TABLE_FORMAT, TABLE_VERSION)?;
-    let file = path.display();
-    let column = |name: &str| {
-        df.column(name)
-            .map_err(|_| anyhow!("{file}: column {name:?} is missing"))
-    };
-    let typed = |name: &str, want: DataType| -> Result<&Column> {
-        let c = column(name)?;
-        if c.dtype() != &want {
-            bail!("{file}: column {name:?} is {}, not {want}", c.dtype());
-        }
-        if c.null_count() > 0 {
-            bail!("{file}: column {name:?} has nulls");
-        }
-        Ok(c)
-    };
-    let u64s = |name: &str| -> Result<Vec<u64>> {
-        Ok(typed(name, DataType::UInt64)?
-            .u64()?
-            .into_no_null_iter()
-            .collect())
-    };
-    let u32s = |name: &str| -> Result<Vec<u32>> {
-        Ok(typed(name, DataType::UInt32)?
-            .u32()?
-            .into_no_null_iter()
-            .collect())
-    };
-    let f64s = |name: &str| -> Result<Vec<f64>> {
-        Ok(typed(name, DataType::Float64)?
-            .f64()?
-            .into_no_null_iter()
-            .collect())
-    };
-    let strs = |name: &str| -> Result<Vec<String>> {
-        Ok(typed(name, DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
-    };
+    let file = path.display().to_string();
+    let c = crate::manifest::Columns::new(&df, &file);
     let hists: Vec<Vec<u64>> = (0..BINS)
-        .map(|b| u64s(&format!("hist_{b:02}")))
+        .map(|b| c.u64s(&format!("hist_{b:02}")))
         .collect::<Result<_>>()?;
-    let thumbs: Vec<Vec<u8>> = typed("thumbnail", DataType::Binary)?
-        .binary()?
-        .iter()
-        .map(|v| v.unwrap_or_default().to_vec())
-        .collect();
+    let thumbs = c.binaries("thumbnail")?;
     if let Some(t) = thumbs.iter().find(|t| t.len() != THUMB * THUMB) {
         bail!(
             "{file}: a thumbnail of {} bytes, not {}",
@@ -247,19 +246,24 @@ pub fn read_table(path: &Path) -> Result<Vec<(u64, ImageFacts)>> {
         );
     }
     let (record, file_sha, size, format) = (
-        u64s("record")?,
-        strs("file_sha256")?,
-        u64s("file_size")?,
-        strs("format")?,
+        c.u64s("record")?,
+        c.strings("file_sha256")?,
+        c.u64s("file_size")?,
+        c.strings("format")?,
     );
     let (bits, width, height, pixel) = (
-        u32s("bit_depth")?,
-        u32s("width")?,
-        u32s("height")?,
-        strs("pixel_sha256")?,
+        c.u32s("bit_depth")?,
+        c.u32s("width")?,
+        c.u32s("height")?,
+        c.strings("pixel_sha256")?,
     );
-    let (dh, ph, mean, std) = (u64s("dhash")?, u64s("phash")?, f64s("mean")?, f64s("std")?);
-    Ok((0..df.height())
+    let (dh, ph, mean, std) = (
+        c.u64s("dhash")?,
+        c.u64s("phash")?,
+        c.f64s("mean")?,
+        c.f64s("std")?,
+    );
+    Ok((0..c.height())
         .map(|i| {
             (
                 record[i],
@@ -294,25 +298,57 @@ mod tests {
         image::DynamicImage::ImageLuma8(img.clone())
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
-        let f = of_decoded(&png, &img);
+        let f = of_decoded(&png, None, &img);
         assert_eq!((f.format.as_str(), f.bit_depth), ("png", 8));
         assert_eq!((f.width, f.height, f.file_size), (64, 48, png.len() as u64));
         assert_eq!(f.histogram.iter().sum::<u64>(), 64 * 48);
+
         // Mean of 2(x + y) over the grid: 2 * (31.5 + 23.5).
         assert!((f.mean - 110.0).abs() < 1e-9, "{}", f.mean);
         assert_eq!(f.thumbnail.len(), THUMB * THUMB);
         // The same pixels in other bytes: the pixel hash is equal, the file hash is not.
-        let g = of_decoded(b"other bytes", &img);
+        let g = of_decoded(b"other bytes", None, &img);
         assert_eq!(g.pixel_sha256, f.pixel_sha256);
         assert_ne!(g.file_sha256, f.file_sha256);
         // The pixel hash covers the shape: the same bytes in another shape differ.
         let flat = GrayImage::from_raw(48, 64, img.as_raw().clone()).unwrap();
-        assert_ne!(of_decoded(&png, &flat).pixel_sha256, f.pixel_sha256);
+        assert_ne!(of_decoded(&png, None, &flat).pixel_sha256, f.pixel_sha256);
         // The table keeps every field.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.parquet");
         std::fs::write(&p, table_bytes(&[(7, f.clone()), (9, g.clone())]).unwrap()).unwrap();
         assert_eq!(read_table(&p).unwrap(), vec![(7, f), (9, g)]);
+    }
+
+    #[test]
+    fn one_pass_scan_agrees_with_the_reference_pieces() {
+        // imageproc's histogram, and the standalone resizes and hashes; odd sizes exercise the
+        // histogram's remainder and partial resize spans.
+        for (w, h) in [(64u32, 48u32), (37, 23), (3, 1), (300, 7)] {
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                image::Luma([((x * 7 + y * 13 + x * y) % 251) as u8])
+            });
+            let f = of_decoded(b"x", None, &img);
+            let reference = imageproc::stats::histogram(&img).channels[0];
+            let mut bins = [0u64; BINS];
+            for (v, &c) in reference.iter().enumerate() {
+                bins[v * BINS / 256] += c as u64;
+            }
+            assert_eq!(f.histogram, bins, "{w}x{h}");
+            let (wu, hu) = (w as usize, h as usize);
+            assert_eq!(f.dhash, phash::dhash(img.as_raw(), wu, hu), "{w}x{h}");
+            assert_eq!(f.phash, phash::phash(img.as_raw(), wu, hu), "{w}x{h}");
+            let thumb: Vec<u8> = phash::area_resize(img.as_raw(), wu, hu, THUMB, THUMB)
+                .into_iter()
+                .map(|v| v.round().clamp(0.0, 255.0) as u8)
+                .collect();
+            assert_eq!(f.thumbnail, thumb, "{w}x{h}");
+            let mut whole = Sha256::new();
+            whole.update(w.to_le_bytes());
+            whole.update(h.to_le_bytes());
+            whole.update(img.as_raw());
+            assert_eq!(f.pixel_sha256, hex::encode(whole.finalize()), "{w}x{h}");
+        }
     }
 
     #[test]

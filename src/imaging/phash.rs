@@ -60,11 +60,35 @@ fn spans(n: usize, on: usize) -> Vec<Span> {
 pub fn area_resize(px: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f64> {
     assert_eq!(px.len(), w * h, "image buffer size");
     assert!(w > 0 && h > 0 && ow > 0 && oh > 0, "empty image");
-    let (xs, ys) = (spans(w, ow), spans(h, oh));
-    // Columns first (each source row to `ow` values), then rows.
-    let mut rows = vec![0.0f64; h * ow];
-    for (src, out) in px.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
-        for (o, s) in out.iter_mut().zip(&xs) {
+    let mut rows = RowReducer::new(w, ow, h);
+    px.chunks_exact(w).for_each(|row| rows.push(row));
+    rows.finish(oh)
+}
+
+/// The two steps of [`area_resize`], for callers that read an image once for several
+/// purposes (see `imaging::facts`): [`RowReducer::push`] reduces each source row to `ow`
+/// values, [`RowReducer::finish`] averages those over the output rows. Columns first, then
+/// rows, in this exact order of `f64` operations: results equal [`area_resize`]'s bit for bit.
+pub struct RowReducer {
+    xs: Vec<Span>,
+    ow: usize,
+    rows: Vec<f64>,
+}
+
+impl RowReducer {
+    /// A reducer of `h` rows of `w` pixels to `ow` columns.
+    pub fn new(w: usize, ow: usize, h: usize) -> RowReducer {
+        assert!(w > 0 && ow > 0, "empty image");
+        RowReducer {
+            xs: spans(w, ow),
+            ow,
+            rows: Vec::with_capacity(h * ow),
+        }
+    }
+
+    /// Reduces the next source row.
+    pub fn push(&mut self, src: &[u8]) {
+        for s in &self.xs {
             let whole: u32 = src[(s.first + 1).min(s.last)..s.last]
                 .iter()
                 .map(|&v| v as u32)
@@ -74,24 +98,33 @@ pub fn area_resize(px: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f
             } else {
                 0.0
             };
-            *o = (src[s.first] as f64 * s.w_first + whole as f64 + edge) / s.len;
+            self.rows
+                .push((src[s.first] as f64 * s.w_first + whole as f64 + edge) / s.len);
         }
     }
-    let mut out = vec![0.0f64; ow * oh];
-    for (orow, s) in out.chunks_exact_mut(ow).zip(&ys) {
-        let row = |y: usize| &rows[y * ow..(y + 1) * ow];
-        for (ox, o) in orow.iter_mut().enumerate() {
-            let mut sum = row(s.first)[ox] * s.w_first;
-            for y in (s.first + 1).min(s.last)..s.last {
-                sum += row(y)[ox];
+
+    /// The `ow` x `oh` resize of the rows pushed.
+    pub fn finish(&self, oh: usize) -> Vec<f64> {
+        let ow = self.ow;
+        let h = self.rows.len() / ow;
+        assert!(h > 0 && oh > 0, "empty image");
+        let ys = spans(h, oh);
+        let row = |y: usize| &self.rows[y * ow..(y + 1) * ow];
+        let mut out = vec![0.0f64; ow * oh];
+        for (orow, s) in out.chunks_exact_mut(ow).zip(&ys) {
+            for (ox, o) in orow.iter_mut().enumerate() {
+                let mut sum = row(s.first)[ox] * s.w_first;
+                for y in (s.first + 1).min(s.last)..s.last {
+                    sum += row(y)[ox];
+                }
+                if s.w_last > 0.0 {
+                    sum += row(s.last)[ox] * s.w_last;
+                }
+                *o = sum / s.len;
             }
-            if s.w_last > 0.0 {
-                sum += row(s.last)[ox] * s.w_last;
-            }
-            *o = sum / s.len;
         }
+        out
     }
-    out
 }
 
 /// Packs 64 booleans (bit 0 first) into a hash (bit `i` at `1 << (63 - i)`).
@@ -103,7 +136,12 @@ fn pack(bits: impl Iterator<Item = bool>) -> u64 {
 
 /// The dHash of a `w`x`h` grayscale image.
 pub fn dhash(px: &[u8], w: usize, h: usize) -> u64 {
-    let small = area_resize(px, w, h, 9, 8);
+    dhash_of_small(&area_resize(px, w, h, 9, 8))
+}
+
+/// The dHash from an image's 9x8 area-average resize (as [`area_resize`] gives it).
+pub fn dhash_of_small(small: &[f64]) -> u64 {
+    assert_eq!(small.len(), 72, "a 9x8 resize");
     pack((0..64).map(|i| {
         let (x, y) = (i % 8, i / 8);
         small[y * 9 + x + 1] > small[y * 9 + x]

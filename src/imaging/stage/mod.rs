@@ -29,7 +29,7 @@ use crate::progress::Reporter;
 use crate::record::{Record, Split};
 use crate::shards::{Index, Quarantined, ShardProgress};
 use crate::split::Assignment;
-pub use sample::{params_of, process, process_bytes, record_key, Draw, Outputs, Sample};
+pub use sample::{params_of, process, process_bytes, record_key, Draw, Facts, Outputs, Sample};
 pub use tables::{augment_frame, quarantine_csv, SampleRow};
 use worker::ShardJob;
 

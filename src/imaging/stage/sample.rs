@@ -66,10 +66,19 @@ pub fn process(
     let bytes = read_image(path)?;
     let mut out = Vec::with_capacity(1 + copies as usize);
     let draw = Draw { seed, key, copies };
-    process_bytes(&bytes, path, cfg, draw, false, &mut |c, p, px| {
+    process_bytes(&bytes, path, cfg, draw, Facts::Skip, &mut |c, p, px| {
         out.push((c, p, px.to_vec()))
     })?;
     Ok(out)
+}
+
+/// Whether [`process_bytes`] also computes the image's [`ImageFacts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts<'a> {
+    /// No facts.
+    Skip,
+    /// Facts, with the file's SHA-256 (hex) when the caller has taken it already.
+    Compute(Option<&'a str>),
 }
 
 /// The random draws of one record: the pipeline seed, the record's key and its copy count.
@@ -86,14 +95,14 @@ pub struct Draw<'a> {
 /// Decodes `bytes` (the image file at `path`) and hands each sample (copy, parameters, `S*S`
 /// pixels) to `emit` from per-thread buffers, so no buffer is allocated or cleared per image.
 /// Samples are emitted only once the image has decoded: an error means none was. With
-/// `facts`, also returns the image's [`ImageFacts`] from the same decode (`None` when the
+/// [`Facts::Compute`], also returns the image's [`ImageFacts`] from the same decode (`None` when the
 /// decode was reduced in size, whose pixels are not the full image's).
 pub fn process_bytes(
     bytes: &[u8],
     path: &Path,
     cfg: &ImagesConfig,
     draw: Draw<'_>,
-    facts: bool,
+    facts: Facts<'_>,
     emit: &mut dyn FnMut(u32, Params, &[u8]),
 ) -> Result<Option<ImageFacts>, DecodeError> {
     SCRATCH.with_borrow_mut(|scratch| {
@@ -133,7 +142,7 @@ impl Scratch {
         path: &Path,
         cfg: &ImagesConfig,
         Draw { seed, key, copies }: Draw<'_>,
-        facts: bool,
+        facts: Facts<'_>,
         emit: &mut dyn FnMut(u32, Params, &[u8]),
     ) -> Result<Option<ImageFacts>, DecodeError> {
         // The clean copy needs S pixels across the crop, augmented copies a level of up to 2S.
@@ -142,10 +151,14 @@ impl Scratch {
             min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
         };
         let (w, h) = decode_into(bytes, path, Some(hint), &mut self.decoded)?;
-        let facts = (facts && !reduced(bytes, w, h)).then(|| {
+        let known_sha = match facts {
+            Facts::Compute(sha) if !reduced(bytes, w, h) => Some(sha),
+            _ => None,
+        };
+        let facts = known_sha.map(|sha| {
             let img =
                 GrayImage::from_raw(w, h, std::mem::take(&mut self.decoded)).expect("decoded size");
-            let f = crate::imaging::facts::of_decoded(bytes, &img);
+            let f = crate::imaging::facts::of_decoded(bytes, sha.map(str::to_string), &img);
             self.decoded = img.into_raw();
             f
         });

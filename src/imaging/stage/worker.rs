@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Result};
 
-use super::sample::{process_bytes, rank, Draw};
+use super::sample::{process_bytes, rank, Draw, Facts};
 use crate::config::Pipeline;
 use crate::imaging::augment::Params;
 use crate::imaging::decode::DecodeError;
@@ -175,7 +175,12 @@ fn decode_all(job: &ShardJob<'_>, plan: &Plan, stream: &ShardStream) -> Result<D
                             copies: job.copies,
                         };
                         let result = read_checked(r, job.roots).and_then(|b| {
-                            process_bytes(&b, path, cfg, draw, want_facts, &mut emit)
+                            // read_checked verified the file against the ingest sha256.
+                            let facts = match want_facts {
+                                true => Facts::Compute(r.sha256.as_deref()),
+                                false => Facts::Skip,
+                            };
+                            process_bytes(&b, path, cfg, draw, facts, &mut emit)
                         });
                         match result {
                             Ok(Some(f)) => facts.lock().unwrap().push((i, f)),
