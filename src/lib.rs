@@ -33,3 +33,4 @@ pub mod shards;
 pub mod sources;
 pub mod split;
 pub mod summary;
+pub mod train;

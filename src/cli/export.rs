@@ -18,7 +18,7 @@ use crate::shards::{Dataset, Verify};
 
 /// Checks that the build's manifest and shard index are the ones its lock vouches for, so a
 /// manifest is never paired with shards of another build.
-fn check_consistent(dir: &BuildDir) -> Result<()> {
+pub(crate) fn check_consistent(dir: &BuildDir) -> Result<()> {
     let lock_path = dir.lock();
     let lock = Lock::read(&lock_path).with_context(|| {
         format!(

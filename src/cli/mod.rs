@@ -4,6 +4,7 @@ mod audit;
 mod build;
 mod demo;
 mod export;
+mod train;
 mod verify;
 
 use std::path::PathBuf;
@@ -38,6 +39,58 @@ pub enum Command {
     Export(ExportArgs),
     /// Audit a finished build: label mapping, patient overlap, label-vs-source confounding.
     Audit(AuditArgs),
+    /// Train DenseNet-121 on a build's shards (needs the `train` feature: scripts/setup-train.sh).
+    Train(TrainArgs),
+}
+
+/// Arguments of `covidx train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// A finished build with shards.
+    pub build: PathBuf,
+    /// Run directory (metrics, checkpoints); default BUILD/train.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Trainable part: head, all, or a fraction of the 242 layers counted from the output
+    /// (0.18, 0.5: the paper's rows).
+    #[arg(long, default_value = "head")]
+    pub trainable: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u64,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Share of COVID-19 samples in each batch (0: no balancing).
+    #[arg(long, default_value_t = 0.3)]
+    pub covid_percent: f64,
+    /// Seed of the initialisation and the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Input normalisation: imagenet (torchvision, CheXNet) or unit (x/255, COVID-Net).
+    #[arg(long, default_value = "imagenet")]
+    pub normalize: String,
+    /// Initial weights (safetensors, torchvision names; CheXNet checkpoints accepted).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many optimizer steps in all (writes the last checkpoint).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Per-class loss weights, comma-separated in class order.
+    #[arg(long, value_delimiter = ',')]
+    pub class_weights: Option<Vec<f64>>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Batch-assembling threads.
+    #[arg(long, default_value_t = 2)]
+    pub loader_threads: usize,
 }
 
 /// Arguments of `covidx audit`.
@@ -142,6 +195,7 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a, cli.quiet),
         Command::Export(a) => export::run(a, cli.quiet),
         Command::Audit(a) => audit::run(a, cli.quiet),
+        Command::Train(a) => train::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,394 @@
+//! The trainer (feature `train`) on CPU: parity of our DenseNet-121 with torchvision's (logits
+//! at 224 and 96 px, one training step's loss and gradients), weights both ways (torchvision
+//! loads ours strictly; CheXNet-style names load; bad files are refused with the keys named),
+//! learning on separable generated shards, freezing, exact resume, and a corrupted shard
+//! refused before any step. Torch reference tests need Python with torch, torchvision and
+//! safetensors (`COVIDX_TORCH_PYTHON`, else .venv-torch/bin/python; scripts/setup-libtorch.sh
+//! makes it) and print SKIPPED without it.
+#![cfg(feature = "train")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use covidx::build_dir::BuildDir;
+use covidx::builder::{build, BuildOptions};
+use covidx::train::model::{DenseNet121, Normalize, Trainable, LAYERS};
+use covidx::train::trainer::{self, checkpoint_files, TrainConfig};
+use covidx::train::weights;
+use image::GrayImage;
+use tch::{nn, Device, Kind, Tensor};
+
+/// Python with torch, torchvision and safetensors, or a SKIPPED line and `None`.
+fn torch_python(test: &str) -> Option<PathBuf> {
+    let py = std::env::var_os("COVIDX_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-torch/bin/python"));
+    let ok = Command::new(&py)
+        .args(["-c", "import torch, torchvision, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED {test}: {} lacks torch/torchvision/safetensors (run scripts/setup-libtorch.sh \
+             or set COVIDX_TORCH_PYTHON)",
+            py.display()
+        );
+        return None;
+    }
+    Some(py)
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+fn model(classes: usize, trainable: Trainable) -> (nn::VarStore, DenseNet121) {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = DenseNet121::new(&vs, classes, trainable, Normalize::ImageNet);
+    (vs, m)
+}
+
+#[test]
+fn logits_and_gradients_match_torchvision() {
+    let Some(py) = torch_python("logits_and_gradients_match_torchvision") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(&py)
+        .arg(script("densenet_reference.py"))
+        .arg(tmp.path())
+        .args(["224", "96"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (vs, m) = model(3, Trainable::All);
+    let loaded = weights::load(&vs, &tmp.path().join("weights.safetensors")).unwrap();
+    assert_eq!(loaded.loaded, vs.variables().len());
+    assert_eq!(loaded.head_dropped, None);
+    let params = vs.variables();
+    for size in [224, 96] {
+        let r: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(tmp.path().join(format!("ref-{size}.safetensors")))
+                .unwrap()
+                .into_iter()
+                .collect();
+        let x = m.prepare(&r["input"], Device::Cpu);
+        let logits = tch::no_grad(|| m.forward(&x, false));
+        let d = max_abs_diff(&logits, &r["logits"]);
+        assert!(d < 1e-4, "{size} px: logits differ by {d}");
+        // One training-mode step: loss and gradients.
+        for p in vs.trainable_variables() {
+            let mut p = p;
+            p.zero_grad();
+        }
+        let y = Tensor::from_slice(&[0i64, 2]);
+        let loss = m.forward(&x, true).cross_entropy_for_logits(&y);
+        loss.backward();
+        let dl = (loss.double_value(&[]) - r["loss"].double_value(&[0])).abs();
+        assert!(dl < 1e-4, "{size} px: loss differs by {dl}");
+        for (k, want) in r.iter().filter(|(k, _)| k.starts_with("grad.")) {
+            let name = &k["grad.".len()..];
+            let got = params[name].grad();
+            let scale = want.abs().max().double_value(&[]).max(1e-6);
+            let d = max_abs_diff(&got, want) / scale;
+            assert!(
+                d < 1e-3,
+                "{size} px: gradient of {name} differs by {d} (relative)"
+            );
+        }
+        // Put the running statistics back for the next size (the training forward moved them).
+        weights::load(&vs, &tmp.path().join("weights.safetensors")).unwrap();
+    }
+}
+
+#[test]
+fn torchvision_loads_our_weights_and_other_conventions_load_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vs, _m) = model(3, Trainable::Head);
+    let ours = tmp.path().join("ours.safetensors");
+    let tracked: BTreeMap<String, i64> = [("features.norm0".to_string(), 5)].into();
+    weights::save(&vs, &tracked, &ours).unwrap();
+    if let Some(py) = torch_python("torchvision_loads_our_weights") {
+        let out = Command::new(&py)
+            .arg(script("densenet_load_ours.py"))
+            .arg(&ours)
+            .arg("3")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let named: Vec<(String, Tensor)> = Tensor::read_safetensors(&ours).unwrap();
+    // CheXNet's names: DataParallel and wrapper prefixes, old dense-layer names, a 14-class
+    // head inside a Sequential.
+    let chexnet: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(k, t)| {
+            let k = k
+                .replace(".norm1.", ".norm.1.")
+                .replace(".conv2.", ".conv.2.");
+            let k = k.replace("classifier.", "classifier.0.");
+            let t = if k.contains("classifier.0.weight") {
+                Tensor::zeros([14, 1024], (Kind::Float, Device::Cpu))
+            } else if k.contains("classifier.0.bias") {
+                Tensor::zeros([14], (Kind::Float, Device::Cpu))
+            } else {
+                t.shallow_clone()
+            };
+            (format!("module.densenet121.{k}"), t)
+        })
+        .collect();
+    let path = tmp.path().join("chexnet.safetensors");
+    Tensor::write_safetensors(&chexnet, &path).unwrap();
+    let (vs2, _m2) = model(3, Trainable::Head);
+    let l = weights::load(&vs2, &path).unwrap();
+    assert!(
+        l.head_dropped.as_deref().unwrap().contains("14 classes"),
+        "{l:?}"
+    );
+    assert!(l.renamed > 0);
+    assert_eq!(l.batches_tracked["features.norm0"], 5);
+    let conv0 = "features.conv0.weight";
+    assert_eq!(
+        max_abs_diff(&vs2.variables()[conv0], &vs.variables()[conv0]),
+        0.0
+    );
+    // Refused: an unexpected key, a wrong shape, a missing key; each named.
+    let variant = |f: &dyn Fn(&mut Named)| {
+        let mut v: Vec<(String, Tensor)> = named
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        f(&mut v);
+        let p = tmp.path().join("bad.safetensors");
+        Tensor::write_safetensors(&v, &p).unwrap();
+        let (vs3, _m3) = model(3, Trainable::Head);
+        format!("{:#}", weights::load(&vs3, &p).unwrap_err())
+    };
+    let e = variant(&|v| {
+        v.push((
+            "features.extra.weight".into(),
+            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+        ))
+    });
+    assert!(e.contains("unexpected features.extra.weight"), "{e}");
+    let e = variant(&|v| {
+        let i = v
+            .iter()
+            .position(|(k, _)| k == "features.norm5.bias")
+            .unwrap();
+        v[i].1 = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+    });
+    assert!(e.contains("wrong shape features.norm5.bias"), "{e}");
+    let e = variant(&|v| v.retain(|(k, _)| k != "features.conv0.weight"));
+    assert!(e.contains("missing features.conv0.weight"), "{e}");
+}
+
+/// Named tensors of a safetensors file.
+type Named = Vec<(String, Tensor)>;
+
+const SIDE: u32 = 96;
+const PER_CLASS: usize = 24;
+
+/// A generated radiograph of class `c` (0: horizontal stripes, 1: vertical stripes, 2: a bright
+/// disc), with seeded jitter and noise: visually separable classes.
+fn picture(c: usize, seed: u64) -> GrayImage {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % 1000) as f64 / 1000.0
+    };
+    let (phase, cx, cy) = (next() * 6.0, 0.35 + 0.3 * next(), 0.35 + 0.3 * next());
+    GrayImage::from_fn(SIDE, SIDE, |x, y| {
+        let (fx, fy) = (x as f64 / SIDE as f64, y as f64 / SIDE as f64);
+        let v = match c {
+            0 => 128.0 + 90.0 * (fy * 25.0 + phase).sin(),
+            1 => 128.0 + 90.0 * (fx * 25.0 + phase).sin(),
+            _ => {
+                if (fx - cx).powi(2) + (fy - cy).powi(2) < 0.04 {
+                    230.0
+                } else {
+                    60.0
+                }
+            }
+        };
+        let noise = ((x * 7919 + y * 104_729 + seed as u32 * 31) % 21) as f64 - 10.0;
+        image::Luma([(v + noise).clamp(0.0, 255.0) as u8])
+    })
+}
+
+/// A full build of the generated pictures (64 px shards, no augmentation): 3 classes,
+/// `PER_CLASS` patients each, a seeded patient-level split.
+fn fixture(dir: &Path) -> BuildDir {
+    let src = dir.join("sources").join("gen");
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    let mut csv = String::from("pid,img,finding\n");
+    for c in 0..3 {
+        for i in 0..PER_CLASS {
+            let file = format!("c{c}-{i}.png");
+            picture(c, (c * 1000 + i) as u64)
+                .save(src.join("images").join(&file))
+                .unwrap();
+            csv.push_str(&format!("p{c}-{i},{file},{}\n", ["n", "p", "c"][c]));
+        }
+    }
+    std::fs::write(src.join("m.csv"), csv).unwrap();
+    let pipeline = "name = \"train-fixture\"\nseed = 3\nclasses = [\"normal\", \"pneumonia\", \
+        \"COVID-19\"]\n[labels]\nparse = \"whole\"\nmap = { n = \"normal\", p = \"pneumonia\", c = \
+        \"COVID-19\" }\n[[sources]]\nname = \"gen\"\nkind = \"csv\"\ndir = \"gen\"\nmetadata = \
+        \"m.csv\"\ncolumns = { patient = \"pid\", image = \"img\", finding = \"finding\" }\n\
+        [split]\nmethod = \"seeded\"\ntest_fraction = 0.25\n[images]\nenabled = true\nsize = \
+        64\ncopies = 0\n";
+    std::fs::write(dir.join("p.toml"), pipeline).unwrap();
+    let opts = BuildOptions::new(dir.join("p.toml"), dir.join("sources"), dir.join("out"));
+    build(&opts).unwrap();
+    BuildDir::new(dir.join("out"))
+}
+
+fn config(out: &Path, trainable: Trainable) -> TrainConfig {
+    TrainConfig {
+        out: out.to_path_buf(),
+        epochs: 3,
+        batch: 12,
+        lr: 1e-3,
+        covid_percent: 0.0,
+        seed: 9,
+        trainable,
+        normalize: Normalize::ImageNet,
+        init: None,
+        resume: false,
+        max_steps: None,
+        class_weights: None,
+        device: Device::Cpu,
+        loader_threads: 2,
+        progress: false,
+    }
+}
+
+#[test]
+fn training_learns_separable_classes_and_writes_its_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture(tmp.path());
+    let run = tmp.path().join("run");
+    let out = trainer::train(&dir, &config(&run, Trainable::All)).unwrap();
+    assert_eq!(out.epochs.len(), 3);
+    let (first, last) = (&out.epochs[0], &out.epochs[2]);
+    assert!(last.train_loss < first.train_loss, "{:?}", out.epochs);
+    assert!(last.test_accuracy > 0.6, "chance is 1/3: {:?}", out.epochs);
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("epoch,steps,train_loss"), "{csv}");
+    for name in ["last", "best"] {
+        let (w, o, j) = checkpoint_files(&run, name);
+        assert!(w.is_file() && o.is_file() && j.is_file(), "{name}");
+    }
+    let state = trainer::read_state(&run.join("last.json")).unwrap();
+    assert_eq!(
+        (state.size, state.sampler.epoch, state.classes.len()),
+        (64, 3, 3)
+    );
+    // Per-source accuracy is reported.
+    assert!(last.test["per_source"]["gen"].is_array(), "{}", last.test);
+}
+
+#[test]
+fn frozen_layers_stay_bit_identical_and_resume_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture(tmp.path());
+    // Freezing: with 0.18 trainable, everything before the last 44 layers (and every frozen
+    // norm's running statistics) is unchanged after training steps.
+    let run = tmp.path().join("frozen");
+    let cfg = TrainConfig {
+        max_steps: Some(4),
+        epochs: 1,
+        ..config(&run, Trainable::Fraction(0.18))
+    };
+    assert_eq!((Trainable::Fraction(0.18).layers(), LAYERS), (44, 242));
+    tch::manual_seed(cfg.seed as i64);
+    let vs0 = nn::VarStore::new(Device::Cpu);
+    let _m0 = DenseNet121::new(&vs0, 3, cfg.trainable, cfg.normalize);
+    trainer::train(&dir, &cfg).unwrap();
+    let after: BTreeMap<String, Tensor> = Tensor::read_safetensors(run.join("last.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let before = vs0.variables();
+    let (mut same, mut moved) = (0, 0);
+    for (k, t0) in &before {
+        let unchanged = max_abs_diff(t0, &after[k]) == 0.0;
+        // Block 4's last 11 dense layers, norm5 and the classifier train.
+        let trains = k.starts_with("classifier.")
+            || k.starts_with("features.norm5.")
+            || (5..=16).any(|l| k.starts_with(&format!("features.denseblock4.denselayer{l}.")));
+        if !trains {
+            assert!(unchanged, "{k} is frozen but changed");
+            same += 1;
+        } else if !unchanged {
+            moved += 1;
+        }
+    }
+    assert!(same > 0 && moved > 0, "{same} frozen, {moved} moved");
+
+    // Resume: 7 steps at once equal 3 steps, then a resume to 7; the training split (about
+    // 54 samples in batches of 12) has fewer than 7 batches per epoch, so the run crosses an
+    // epoch boundary and its evaluation.
+    let whole = tmp.path().join("whole");
+    let cfg = |out: &Path, steps| TrainConfig {
+        max_steps: Some(steps),
+        epochs: 2,
+        ..config(out, Trainable::Head)
+    };
+    trainer::train(&dir, &cfg(&whole, 7)).unwrap();
+    let parts = tmp.path().join("parts");
+    trainer::train(&dir, &cfg(&parts, 3)).unwrap();
+    let resumed = TrainConfig {
+        resume: true,
+        ..cfg(&parts, 7)
+    };
+    trainer::train(&dir, &resumed).unwrap();
+    let a = std::fs::read(whole.join("last.safetensors")).unwrap();
+    let b = std::fs::read(parts.join("last.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from an uninterrupted run");
+    let (sa, sb) = (
+        trainer::read_state(&whole.join("last.json")).unwrap(),
+        trainer::read_state(&parts.join("last.json")).unwrap(),
+    );
+    assert_eq!(sa.sampler, sb.sampler);
+    assert_eq!(sa.optimizer_step, 7);
+}
+
+#[test]
+fn a_corrupted_shard_is_refused_before_any_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture(tmp.path());
+    let shard = dir.shards().join("train").join("shard-00000.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&shard, bytes).unwrap();
+    let run = tmp.path().join("run");
+    let e = format!(
+        "{:#}",
+        trainer::train(&dir, &config(&run, Trainable::Head)).unwrap_err()
+    );
+    assert!(e.contains("shard-00000.safetensors"), "{e}");
+    assert!(!run.join("metrics.jsonl").exists());
+}
