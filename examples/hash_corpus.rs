@@ -24,12 +24,13 @@ fn main() {
         .collect();
     let mix = files
         .par_iter()
-        .map(|f| {
+        .map_init(Vec::new, |pixels, f| {
+            // One pixel buffer per thread, reused across images.
             let path = dir.join(f);
             let bytes = std::fs::read(&path).expect("reading an image");
-            let img = decode::decode_bytes(&bytes, &path).expect("decoding an image");
-            let (w, h) = (img.width() as usize, img.height() as usize);
-            phash::dhash(img.as_raw(), w, h) ^ phash::phash(img.as_raw(), w, h).rotate_left(1)
+            let (w, h) = decode::decode_into(&bytes, &path, None, pixels).expect("decoding");
+            let (d, p) = phash::hashes(pixels, w as usize, h as usize);
+            d ^ p.rotate_left(1)
         })
         .reduce(|| 0, u64::wrapping_add);
     println!("{} images, hash mix {mix:016x}", files.len());

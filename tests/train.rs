@@ -13,6 +13,8 @@ use std::process::Command;
 
 use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
+use covidx::record::Split;
+use covidx::train::infer;
 use covidx::train::model::{DenseNet121, Normalize, Trainable, LAYERS};
 use covidx::train::trainer::{self, checkpoint_files, TrainConfig};
 use covidx::train::weights;
@@ -39,10 +41,17 @@ fn torch_python(test: &str) -> Option<PathBuf> {
     Some(py)
 }
 
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Runs `tests/python/<name>` with `args`, asserting that it succeeds.
+fn run_script(py: &Path, name: &str, args: &[&std::ffi::OsStr]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
-        .join(name)
+        .join(name);
+    let out = Command::new(py).arg(script).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -62,16 +71,10 @@ fn logits_and_gradients_match_torchvision() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(&py)
-        .arg(script("densenet_reference.py"))
-        .arg(tmp.path())
-        .args(["224", "96"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_script(
+        &py,
+        "densenet_reference.py",
+        &[tmp.path().as_os_str(), "224".as_ref(), "96".as_ref()],
     );
     let (vs, m) = model(3, Trainable::All);
     let loaded = weights::load(&vs, &tmp.path().join("weights.safetensors")).unwrap();
@@ -121,16 +124,10 @@ fn torchvision_loads_our_weights_and_other_conventions_load_here() {
     let tracked: BTreeMap<String, i64> = [("features.norm0".to_string(), 5)].into();
     weights::save(&vs, &tracked, &ours).unwrap();
     if let Some(py) = torch_python("torchvision_loads_our_weights") {
-        let out = Command::new(&py)
-            .arg(script("densenet_load_ours.py"))
-            .arg(&ours)
-            .arg("3")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_script(
+            &py,
+            "densenet_load_ours.py",
+            &[ours.as_os_str(), "3".as_ref()],
         );
     }
     let named: Vec<(String, Tensor)> = Tensor::read_safetensors(&ours).unwrap();
@@ -307,6 +304,104 @@ fn training_learns_separable_classes_and_writes_its_run() {
     );
     // Per-source accuracy is reported.
     assert!(last.test["per_source"]["gen"].is_array(), "{}", last.test);
+
+    // eval of the best checkpoint gives the test accuracy its epoch recorded, and the
+    // balanced-batch accuracy beside it.
+    let best = trainer::read_state(&run.join("best.json")).unwrap();
+    let ckpt = infer::open(&run.join("best.safetensors"), None, None, Device::Cpu).unwrap();
+    let e = infer::eval(&ckpt, &dir, Split::Test, 12, 0.3, 0, Device::Cpu).unwrap();
+    let recorded = best.metrics.as_ref().unwrap().test_accuracy;
+    assert!(
+        (e.metrics.accuracy - recorded).abs() < 1e-12,
+        "{} vs {recorded}",
+        e.metrics.accuracy
+    );
+    assert!(e.balanced_batch_accuracy.is_some());
+
+    // predict on a raw test image equals the model on that image's clean shard sample: the
+    // build's own preprocessing.
+    let manifest = covidx::manifest::Manifest::read(&dir.manifest()).unwrap();
+    let test = covidx::shards::Dataset::open(&dir, Split::Test).unwrap();
+    let s = test.sample(0).unwrap();
+    let row = manifest.get(s.record).unwrap();
+    let file = tmp.path().join("sources").join(&row.path);
+    let p = infer::predict(&ckpt, std::slice::from_ref(&file), 64, 0.08, Device::Cpu).unwrap();
+    let x = Tensor::from_slice(s.image).view([1, 1, 64, 64]);
+    let want = tch::no_grad(|| {
+        ckpt.model
+            .forward(&ckpt.model.prepare(&x, Device::Cpu), false)
+    })
+    .softmax(-1, Kind::Float);
+    for (c, (_, v)) in p[0].probabilities.iter().enumerate() {
+        assert!(
+            (v - want.double_value(&[0, c as i64])).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+    let total: f64 = p[0].probabilities.iter().map(|(_, v)| v).sum();
+    assert!((total - 1.0).abs() < 1e-5);
+
+    // The command line, with a bare safetensors file (no JSON beside it): flags give the rest.
+    let bare = tmp.path().join("bare.safetensors");
+    std::fs::copy(run.join("best.safetensors"), &bare).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
+        .args([
+            "predict",
+            "--device",
+            "cpu",
+            "--size",
+            "64",
+            "--json",
+            "--classes",
+            "a,b,c",
+        ])
+        .arg(&bare)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["probabilities"].as_array().unwrap().len(), 3, "{line}");
+    assert!(["a", "b", "c"].contains(&line["class"].as_str().unwrap()));
+    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
+        .args(["eval", "--device", "cpu"])
+        .arg(run.join("best.safetensors"))
+        .arg(dir.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("accuracy over COVID-balanced batches") && text.contains("source gen"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_trains_on_its_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
+        .args(["demo", "--train", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("train: 5 epochs"), "{text}");
+    let lines = std::fs::read_to_string(tmp.path().join("out/train/metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 5);
 }
 
 #[test]

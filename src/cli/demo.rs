@@ -58,9 +58,66 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<ExitCode> {
             sources.display()
         );
     }
+    if args.train {
+        train_demo(&dir, quiet)?;
+    }
     Ok(if mismatches.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `covidx demo --train`: a few epochs of DenseNet-121 (every layer trainable) on the demo's
+/// 64 px shards, on the CPU, into `out/train`.
+#[cfg(feature = "train")]
+fn train_demo(dir: &crate::build_dir::BuildDir, quiet: bool) -> Result<()> {
+    use crate::train::model::{Normalize, Trainable};
+    use crate::train::trainer::{train, TrainConfig};
+    let out = dir.root().join("train");
+    // A fresh run each time (the demo's build is fresh too).
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    let run = train(
+        dir,
+        &TrainConfig {
+            out: out.clone(),
+            epochs: 5,
+            batch: 16,
+            lr: 1e-3,
+            covid_percent: 0.3,
+            seed: 0,
+            trainable: Trainable::All,
+            normalize: Normalize::ImageNet,
+            init: None,
+            resume: false,
+            max_steps: None,
+            class_weights: None,
+            device: tch::Device::Cpu,
+            loader_threads: 2,
+            progress: !quiet,
+        },
+    )?;
+    if !quiet {
+        if let Some(last) = run.epochs.last() {
+            println!(
+                "train: {} epochs, {} steps on the CPU; last epoch: loss {:.4}, train accuracy \
+                 {:.4}, test accuracy {:.4} ({})",
+                run.epochs.len(),
+                run.steps,
+                last.train_loss,
+                last.train_accuracy,
+                last.test_accuracy,
+                out.join("metrics.jsonl").display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `covidx demo --train` without the `train` feature.
+#[cfg(not(feature = "train"))]
+fn train_demo(_: &crate::build_dir::BuildDir, _: bool) -> Result<()> {
+    super::train::without_feature().map(|_| ())
 }

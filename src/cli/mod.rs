@@ -3,7 +3,9 @@
 mod audit;
 mod build;
 mod demo;
+mod eval;
 mod export;
+mod predict;
 mod train;
 mod verify;
 
@@ -41,6 +43,65 @@ pub enum Command {
     Audit(AuditArgs),
     /// Train DenseNet-121 on a build's shards (needs the `train` feature: scripts/setup-train.sh).
     Train(TrainArgs),
+    /// Metrics of a checkpoint on a split of a build (needs the `train` feature).
+    Eval(EvalArgs),
+    /// Class probabilities of image files from a checkpoint (needs the `train` feature).
+    Predict(PredictArgs),
+}
+
+/// Arguments of `covidx eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Checkpoint weights (e.g. BUILD/train/best.safetensors; its .json beside it).
+    pub checkpoint: PathBuf,
+    /// A finished build with shards.
+    pub build: PathBuf,
+    /// Split: test or train.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Batch size (also of the balanced batches).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// COVID-19 share of the balanced batches (the paper's test accuracy); 0 skips them.
+    #[arg(long, default_value_t = 0.3)]
+    pub covid_percent: f64,
+    /// Seed of the balanced batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `covidx predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Checkpoint weights (its .json beside it gives size, crop, classes, normalisation).
+    pub checkpoint: PathBuf,
+    /// PNG, JPEG or DICOM files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Input side (default: the checkpoint's, else 224).
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Fraction of rows cropped at the top (default: the checkpoint's, else 0.08).
+    #[arg(long)]
+    pub crop_top: Option<f32>,
+    /// Class names in head order, for a bare safetensors file (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// imagenet or unit (default: the checkpoint's, else imagenet).
+    #[arg(long)]
+    pub normalize: Option<String>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// One JSON object per image.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `covidx train`.
@@ -171,6 +232,10 @@ pub struct DemoArgs {
     /// Where the miniature sources and the build go.
     #[arg(long, default_value = "data/demo")]
     pub dir: PathBuf,
+    /// Then train DenseNet-121 on the demo shards for a few epochs on the CPU and print the
+    /// metrics (needs the `train` feature).
+    #[arg(long)]
+    pub train: bool,
 }
 
 /// Entry point used by `main.rs`.
@@ -196,6 +261,8 @@ pub fn main() -> ExitCode {
         Command::Export(a) => export::run(a, cli.quiet),
         Command::Audit(a) => audit::run(a, cli.quiet),
         Command::Train(a) => train::run(a, cli.quiet),
+        Command::Eval(a) => eval::run(a, cli.quiet),
+        Command::Predict(a) => predict::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -47,6 +47,12 @@ pub fn run(a: &TrainArgs, quiet: bool) -> Result<ExitCode> {
 /// Runs `covidx train`.
 #[cfg(not(feature = "train"))]
 pub fn run(_: &TrainArgs, _: bool) -> Result<ExitCode> {
+    without_feature()
+}
+
+/// The error of the trainer's commands in a build without the `train` feature.
+#[cfg(not(feature = "train"))]
+pub fn without_feature() -> Result<ExitCode> {
     anyhow::bail!(
         "this covidx was built without the trainer: run `bash scripts/setup-train.sh` (installs \
          libtorch and builds with --features train)"

@@ -127,6 +127,21 @@ impl RowReducer {
     }
 }
 
+/// The (dHash, pHash) of a `w`x`h` grayscale image, from one read of its pixels (each row
+/// feeds both resizes); equal to [`dhash`] and [`phash`].
+pub fn hashes(px: &[u8], w: usize, h: usize) -> (u64, u64) {
+    assert_eq!(px.len(), w * h, "image buffer size");
+    let (mut tiny, mut small) = (RowReducer::new(w, 9, h), RowReducer::new(w, 32, h));
+    for row in px.chunks_exact(w) {
+        tiny.push(row);
+        small.push(row);
+    }
+    (
+        dhash_of_small(&tiny.finish(8)),
+        phash_of_small(&small.finish(32)),
+    )
+}
+
 /// Packs 64 booleans (bit 0 first) into a hash (bit `i` at `1 << (63 - i)`).
 fn pack(bits: impl Iterator<Item = bool>) -> u64 {
     bits.take(64)
@@ -284,6 +299,11 @@ mod tests {
         ];
         for (seed, d, p) in golden {
             let px = blobs(seed, 120, 100);
+            assert_eq!(
+                hashes(&px, 120, 100),
+                (d, p),
+                "one-pass hashes, seed {seed}"
+            );
             assert_eq!(
                 (dhash(&px, 120, 100), phash(&px, 120, 100)),
                 (d, p),

@@ -294,6 +294,9 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     let sampler = Sampler::new(&labels, covid, cfg.batch, cfg.covid_percent, cfg.seed)?;
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
 
+    if cfg.device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(cfg.device);
     let model = DenseNet121::new(&vs, classes.len(), cfg.trainable, cfg.normalize);
@@ -381,7 +384,7 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     let reporter = crate::progress::Reporter::new(
         "training",
         "batches",
-        cfg.epochs.saturating_sub(epoch) * per_epoch - step_in_epoch.min(per_epoch),
+        (cfg.epochs.saturating_sub(epoch) * per_epoch).saturating_sub(step_in_epoch),
         cfg.progress,
     );
     let mut outcome = TrainOutcome {
