@@ -54,6 +54,20 @@ fn run_script(py: &Path, name: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
+/// Runs the covidx binary with `args`, asserting that it succeeds; returns its stdout.
+fn covidx(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
@@ -344,41 +358,30 @@ fn training_learns_separable_classes_and_writes_its_run() {
     // The command line, with a bare safetensors file (no JSON beside it): flags give the rest.
     let bare = tmp.path().join("bare.safetensors");
     std::fs::copy(run.join("best.safetensors"), &bare).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
-        .args([
-            "predict",
-            "--device",
-            "cpu",
-            "--size",
-            "64",
-            "--json",
-            "--classes",
-            "a,b,c",
-        ])
-        .arg(&bare)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let os = |v: &'static str| std::ffi::OsStr::new(v);
+    let stdout = covidx(&[
+        os("predict"),
+        os("--device"),
+        os("cpu"),
+        os("--size"),
+        os("64"),
+        os("--json"),
+        os("--classes"),
+        os("a,b,c"),
+        bare.as_os_str(),
+        file.as_os_str(),
+    ]);
+    let line: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(line["probabilities"].as_array().unwrap().len(), 3, "{line}");
     assert!(["a", "b", "c"].contains(&line["class"].as_str().unwrap()));
-    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
-        .args(["eval", "--device", "cpu"])
-        .arg(run.join("best.safetensors"))
-        .arg(dir.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let best_weights = run.join("best.safetensors");
+    let text = covidx(&[
+        os("eval"),
+        os("--device"),
+        os("cpu"),
+        best_weights.as_os_str(),
+        dir.root().as_os_str(),
+    ]);
     assert!(
         text.contains("accuracy over COVID-balanced batches") && text.contains("source gen"),
         "{text}"
@@ -388,17 +391,12 @@ fn training_learns_separable_classes_and_writes_its_run() {
 #[test]
 fn demo_trains_on_its_shards() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
-        .args(["demo", "--train", "--dir"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = covidx(&[
+        "demo".as_ref(),
+        "--train".as_ref(),
+        "--dir".as_ref(),
+        tmp.path().as_os_str(),
+    ]);
     assert!(text.contains("train: 5 epochs"), "{text}");
     let lines = std::fs::read_to_string(tmp.path().join("out/train/metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 5);

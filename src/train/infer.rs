@@ -8,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::loader::{for_each_batch, verify_all};
+use super::loader::{clean_samples, for_each_batch, verify_all};
 use super::metrics::Metrics;
 use super::model::{DenseNet121, Normalize, Trainable};
 use super::sampler::Sampler;
-use super::trainer::{evaluate, read_state, CheckpointState};
+use super::trainer::{evaluate, probabilities, read_state, CheckpointState};
 use super::weights;
 use crate::build_dir::BuildDir;
 use crate::config::ImagesConfig;
@@ -124,9 +124,7 @@ pub fn eval(
         );
     }
     let metrics = evaluate(&ckpt.model, &ds, &manifest, batch, device, 2)?;
-    let clean: Vec<usize> = (0..ds.len())
-        .filter(|&i| ds.sample(i).map(|s| s.copy == 0).unwrap_or(false))
-        .collect();
+    let clean = clean_samples(&ds)?;
     let labels: Vec<usize> = clean
         .iter()
         .map(|&i| ds.sample(i).map(|s| s.label))
@@ -198,13 +196,7 @@ pub fn predict(
             .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         let (_, _, px) = samples.into_iter().next().context("no clean sample")?;
         let x = Tensor::from_slice(&px).view([1, 1, size as i64, size as i64]);
-        let p = tch::no_grad(|| {
-            ckpt.model
-                .forward(&ckpt.model.prepare(&x, device), false)
-                .softmax(-1, Kind::Float)
-                .to_device(Device::Cpu)
-        });
-        let probs: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1))?;
+        let probs = probabilities(&ckpt.model, &x, device).remove(0);
         let best = (0..probs.len()).fold(0, |b, c| if probs[c] > probs[b] { c } else { b });
         out.push(Prediction {
             image: f.display().to_string(),
@@ -213,7 +205,7 @@ pub fn predict(
                 .classes
                 .iter()
                 .cloned()
-                .zip(probs.iter().map(|&v| v as f64))
+                .zip(probs.iter().copied())
                 .collect(),
         });
     }

@@ -41,18 +41,28 @@ impl Batch {
         let n = self.len() as i64;
         let x = Tensor::from_slice(&self.pixels).view([n, 1, side, side]);
         let y = Tensor::from_slice(&self.labels);
-        if device.is_cuda() {
-            let x = x
-                .pin_memory(device)
-                .to_device_(device, Kind::Uint8, true, false);
-            let y = y
-                .pin_memory(device)
-                .to_device_(device, Kind::Int64, true, false);
-            (x, y)
-        } else {
-            (x, y)
+        if !device.is_cuda() {
+            return (x, y);
+        }
+        let x = x
+            .pin_memory(device)
+            .to_device_(device, Kind::Uint8, true, false);
+        let y = y
+            .pin_memory(device)
+            .to_device_(device, Kind::Int64, true, false);
+        (x, y)
+    }
+}
+
+/// The clean samples (copy 0) of `ds`, the ones evaluation scores.
+pub fn clean_samples(ds: &Dataset) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for i in 0..ds.len() {
+        if ds.sample(i)?.copy == 0 {
+            out.push(i);
         }
     }
+    Ok(out)
 }
 
 /// Checks every shard of `ds` against the index (sha256) before any step: a changed shard is

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::adam::Adam;
-use super::loader::{for_each_batch, verify_all, Batch};
+use super::loader::{clean_samples, for_each_batch, verify_all};
 use super::metrics::Metrics;
 use super::model::{DenseNet121, Normalize, Trainable};
 use super::sampler::Sampler;
@@ -213,11 +213,11 @@ pub fn read_state(path: &Path) -> Result<CheckpointState> {
 }
 
 /// The model's logits for a batch, in eval mode, as probabilities (rows).
-fn probabilities(model: &DenseNet121, b: &Batch, side: i64, device: Device) -> Vec<Vec<f64>> {
-    let (x, _) = b.to_device(side, device);
+/// Class probabilities (one row per image) of u8 images `[n, 1, S, S]`, in eval mode.
+pub fn probabilities(model: &DenseNet121, x: &Tensor, device: Device) -> Vec<Vec<f64>> {
     let p = tch::no_grad(|| {
         model
-            .forward(&model.prepare(&x, device), false)
+            .forward(&model.prepare(x, device), false)
             .softmax(-1, Kind::Float)
             .to_device(Device::Cpu)
     });
@@ -237,14 +237,12 @@ pub fn evaluate(
     device: Device,
     threads: usize,
 ) -> Result<Metrics> {
-    let clean: Vec<usize> = (0..ds.len())
-        .filter(|&i| ds.sample(i).map(|s| s.copy == 0).unwrap_or(false))
-        .collect();
+    let clean = clean_samples(ds)?;
     let batches: Vec<Vec<usize>> = clean.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
     let side = ds.index().size as i64;
     let (mut probs, mut truth, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     for_each_batch(ds, &batches, threads, 4, |b| {
-        probs.extend(probabilities(model, b, side, device));
+        probs.extend(probabilities(model, &b.to_device(side, device).0, device));
         truth.extend(b.labels.iter().map(|&l| l as usize));
         for &r in &b.records {
             sources.push(
