@@ -14,6 +14,8 @@ use std::process::Command;
 use covidx::build_dir::BuildDir;
 use covidx::builder::{build, BuildOptions};
 use covidx::record::Split;
+use covidx::train::adam::Adam;
+use covidx::train::amp::{GradScaler, Precision};
 use covidx::train::infer;
 use covidx::train::model::{DenseNet121, Normalize, Trainable, LAYERS};
 use covidx::train::trainer::{self, checkpoint_files, TrainConfig};
@@ -101,7 +103,7 @@ fn logits_and_gradients_match_torchvision() {
                 .unwrap()
                 .into_iter()
                 .collect();
-        let x = m.prepare(&r["input"], Device::Cpu);
+        let x = m.prepare(&r["input"]);
         let logits = tch::no_grad(|| m.forward(&x, false));
         let d = max_abs_diff(&logits, &r["logits"]);
         assert!(d < 1e-4, "{size} px: logits differ by {d}");
@@ -288,6 +290,8 @@ fn config(out: &Path, trainable: Trainable) -> TrainConfig {
         max_steps: None,
         class_weights: None,
         device: Device::Cpu,
+        precision: Precision::Fp32,
+        channels_last: false,
         loader_threads: 2,
         progress: false,
     }
@@ -339,13 +343,10 @@ fn training_learns_separable_classes_and_writes_its_run() {
     let s = test.sample(0).unwrap();
     let row = manifest.get(s.record).unwrap();
     let file = tmp.path().join("sources").join(&row.path);
-    let p = infer::predict(&ckpt, std::slice::from_ref(&file), 64, 0.08, Device::Cpu).unwrap();
+    let p = infer::predict(&ckpt, std::slice::from_ref(&file), 64, 0.08).unwrap();
     let x = Tensor::from_slice(s.image).view([1, 1, 64, 64]);
-    let want = tch::no_grad(|| {
-        ckpt.model
-            .forward(&ckpt.model.prepare(&x, Device::Cpu), false)
-    })
-    .softmax(-1, Kind::Float);
+    let want = tch::no_grad(|| ckpt.model.forward(&ckpt.model.prepare(&x), false))
+        .softmax(-1, Kind::Float);
     for (c, (_, v)) in p[0].probabilities.iter().enumerate() {
         assert!(
             (v - want.double_value(&[0, c as i64])).abs() < 1e-6,
@@ -484,4 +485,229 @@ fn a_corrupted_shard_is_refused_before_any_step() {
     );
     assert!(e.contains("shard-00000.safetensors"), "{e}");
     assert!(!run.join("metrics.jsonl").exists());
+}
+
+/// Sets the gradient of `p` to `g` (through a backward of `(p * g).sum()`).
+fn set_grad(adam: &mut Adam, p: &Tensor, g: &[f32]) {
+    adam.zero_grad().unwrap();
+    let loss = (p * Tensor::from_slice(g)).sum(Kind::Float);
+    adam.loss_for_backward(&loss).backward();
+}
+
+#[test]
+fn fused_adam_follows_the_update_rule_and_fp16_skips_overflowed_steps() {
+    let (lr, b1, b2, eps) = (1e-2f64, 0.9f64, 0.999f64, 1e-8f64);
+    let start = [0.5f64, -1.0, 2.0];
+    let grads = [[0.1f64, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.0, 0.2]];
+    // The rule in f64: what PyTorch's Adam computes.
+    let mut want = vec![start.to_vec()];
+    let (mut p, mut m, mut v) = (start, [0.0; 3], [0.0; 3]);
+    for (t, g) in grads.iter().enumerate() {
+        let t = (t + 1) as i32;
+        for i in 0..3 {
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+            v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+            let denom = v[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+            p[i] -= lr / (1.0 - b1.powi(t)) * m[i] / denom;
+        }
+        want.push(p.to_vec());
+    }
+    let close = |t: &Tensor, w: &[f64], what: &str| {
+        let got: Vec<f32> = Vec::try_from(t).unwrap();
+        for (a, b) in got.iter().zip(w) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{what}: {got:?}, want {w:?}");
+        }
+    };
+    let g32 = |g: &[f64; 3]| g.map(|x| x as f32);
+    for fp16 in [false, true] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs
+            .root()
+            .var_copy("w", &Tensor::from_slice(&start.map(|x| x as f32)));
+        let mut adam = Adam::new(vec![("w".into(), w.shallow_clone())], lr);
+        if fp16 {
+            adam.scaler = Some(GradScaler::new(Device::Cpu));
+        }
+        set_grad(&mut adam, &w, &g32(&grads[0]));
+        adam.step().unwrap();
+        close(&w, &want[1], "step 1");
+        if fp16 {
+            // An overflowed gradient: no update, the scale halves, and the step does not count
+            // in the bias correction (the next clean step is the rule's step 2).
+            set_grad(&mut adam, &w, &[f32::INFINITY, 1.0, 1.0]);
+            adam.step().unwrap();
+            close(&w, &want[1], "after an inf gradient");
+            let s = adam.scaler.as_ref().unwrap();
+            assert_eq!(s.scale.double_value(&[]), GradScaler::INIT_SCALE / 2.0);
+            assert_eq!(s.found_inf.double_value(&[]), 1.0);
+        }
+        set_grad(&mut adam, &w, &g32(&grads[1]));
+        adam.step().unwrap();
+        close(&w, &want[2], "step 2");
+        // The state survives a save and load into a fresh optimizer.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("o.safetensors");
+        adam.save(&file).unwrap();
+        let w2 = w.detach().copy().set_requires_grad(true);
+        let mut again = Adam::new(vec![("w".into(), w2.shallow_clone())], lr);
+        if fp16 {
+            again.scaler = Some(GradScaler::new(Device::Cpu));
+        }
+        again.load(&file, adam.step).unwrap();
+        for (o, p) in [(&mut adam, &w), (&mut again, &w2)] {
+            set_grad(o, p, &g32(&grads[2]));
+            o.step().unwrap();
+            close(p, &want[3], "step 3");
+        }
+        assert_eq!(again.step, if fp16 { 4 } else { 3 });
+    }
+}
+
+#[test]
+fn bf16_autocast_and_channels_last_keep_the_model_and_its_weights() {
+    let (vs, mut m) = model(3, Trainable::All);
+    tch::manual_seed(5);
+    let x = Tensor::randint(256, [2, 1, 64, 64], (Kind::Uint8, Device::Cpu));
+    let fp32 = tch::no_grad(|| m.forward(&m.prepare(&x), false));
+    // Autocast is on inside the closure only.
+    let conv = |x: &Tensor| {
+        x.conv2d::<Tensor>(
+            &Tensor::ones([2, 3, 3, 3], (Kind::Float, Device::Cpu)),
+            None,
+            [1],
+            [0],
+            [1],
+            1,
+        )
+    };
+    let ones = Tensor::ones([1, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let inside = Precision::Bf16
+        .run(Device::Cpu, || conv(&ones).kind())
+        .unwrap();
+    assert_eq!((inside, conv(&ones).kind()), (Kind::BFloat16, Kind::Float));
+    let bf16 = tch::no_grad(|| {
+        Precision::Bf16
+            .run(Device::Cpu, || m.forward(&m.prepare(&x), false))
+            .unwrap()
+    });
+    assert_eq!(bf16.kind(), Kind::BFloat16);
+    let d = max_abs_diff(&bf16.to_kind(Kind::Float), &fp32);
+    let scale = fp32.abs().max().double_value(&[]);
+    assert!(
+        d > 0.0 && d < 0.05 * scale + 0.05,
+        "bf16 logits differ by {d} (scale {scale})"
+    );
+
+    // Channels-last: NHWC strides, the same logits, and the same bytes when saved.
+    let tmp = tempfile::tempdir().unwrap();
+    weights::save(&vs, &BTreeMap::new(), &tmp.path().join("nchw.safetensors")).unwrap();
+    m.set_channels_last();
+    let w = &vs.variables()["features.conv0.weight"];
+    assert_eq!(
+        w.stride(),
+        vec![147, 1, 21, 3],
+        "conv0 is not channels-last"
+    );
+    let px = m.prepare(&x);
+    assert_eq!(px.stride(), vec![3 * 64 * 64, 1, 64 * 3, 3]);
+    let cl = tch::no_grad(|| m.forward(&px, false));
+    let d = max_abs_diff(&cl, &fp32);
+    assert!(d < 1e-4, "channels-last logits differ by {d}");
+    weights::save(&vs, &BTreeMap::new(), &tmp.path().join("nhwc.safetensors")).unwrap();
+    assert!(
+        std::fs::read(tmp.path().join("nchw.safetensors")).unwrap()
+            == std::fs::read(tmp.path().join("nhwc.safetensors")).unwrap(),
+        "channels-last weights are saved differently"
+    );
+}
+
+#[test]
+fn bf16_channels_last_training_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture(tmp.path());
+    let cfg = |out: &Path, steps| TrainConfig {
+        max_steps: Some(steps),
+        epochs: 1,
+        precision: Precision::Bf16,
+        channels_last: true,
+        ..config(out, Trainable::Fraction(0.05))
+    };
+    let whole = tmp.path().join("whole");
+    trainer::train(&dir, &cfg(&whole, 4)).unwrap();
+    let parts = tmp.path().join("parts");
+    trainer::train(&dir, &cfg(&parts, 2)).unwrap();
+    trainer::train(
+        &dir,
+        &TrainConfig {
+            resume: true,
+            ..cfg(&parts, 4)
+        },
+    )
+    .unwrap();
+    let a = std::fs::read(whole.join("last.safetensors")).unwrap();
+    let b = std::fs::read(parts.join("last.safetensors")).unwrap();
+    assert!(
+        a == b,
+        "resumed bf16 weights differ from an uninterrupted run"
+    );
+    let s = trainer::read_state(&whole.join("last.json")).unwrap();
+    assert_eq!((s.precision.as_str(), s.optimizer_step), ("bf16", 4));
+    // The weights moved and are finite.
+    let w: BTreeMap<String, Tensor> = Tensor::read_safetensors(whole.join("last.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let head = &w["classifier.weight"];
+    assert!(head.isfinite().all().int64_value(&[]) == 1);
+}
+
+#[test]
+fn bench_measures_training_and_the_loader_on_synthetic_shards() {
+    let common = [
+        "train",
+        "--bench",
+        "--synthetic",
+        "--size",
+        "64",
+        "--batch",
+        "4",
+        "--warmup",
+        "1",
+        "--bench-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        common.iter().chain(extra).map(|s| s.into()).collect()
+    };
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let a = args(extra);
+        let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+        serde_json::from_str(covidx(&refs).trim()).unwrap()
+    };
+    let t = run(&["--trainable", "head"]);
+    assert_eq!(t["what"], "train", "{t}");
+    assert_eq!(
+        (t["size"].as_u64(), t["batch"].as_u64(), t["steps"].as_u64()),
+        (Some(64), Some(4), Some(3))
+    );
+    assert_eq!(t["precision"], "fp32");
+    assert!(t["images_per_s"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["data_wait_ms_per_step"].as_f64().unwrap() >= 0.0, "{t}");
+    let l = run(&["--loader-only"]);
+    assert_eq!(
+        (l["what"].as_str(), l["steps"].as_u64()),
+        (Some("loader"), Some(3)),
+        "{l}"
+    );
+    assert!(l["images_per_s"].as_f64().unwrap() > 0.0, "{l}");
+    // BUILD and --synthetic together are refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_covidx"))
+        .args(["train", "x", "--bench", "--synthetic", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }

@@ -95,6 +95,8 @@ fn train_demo(dir: &crate::build_dir::BuildDir, quiet: bool) -> Result<()> {
             max_steps: None,
             class_weights: None,
             device: tch::Device::Cpu,
+            precision: crate::train::amp::Precision::Fp32,
+            channels_last: false,
             loader_threads: 2,
             progress: !quiet,
         },

@@ -107,8 +107,9 @@ pub struct PredictArgs {
 /// Arguments of `covidx train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// A finished build with shards.
-    pub build: PathBuf,
+    /// A finished build with shards (with --bench --synthetic: none).
+    #[arg(required_unless_present = "synthetic")]
+    pub build: Option<PathBuf>,
     /// Run directory (metrics, checkpoints); default BUILD/train.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -152,6 +153,35 @@ pub struct TrainArgs {
     /// Batch-assembling threads.
     #[arg(long, default_value_t = 2)]
     pub loader_threads: usize,
+    /// Forward-pass arithmetic: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16 (with a
+    /// dynamic loss scale).
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
+    /// Channels-last (NHWC) convolutions: auto (on for CUDA), on, off.
+    #[arg(long, default_value = "auto")]
+    pub channels_last: String,
+    /// Measure instead of training: steady-state images/s, time per step, time waiting for
+    /// data, device memory (nothing is written to BUILD).
+    #[arg(long)]
+    pub bench: bool,
+    /// With --bench: measure the loader alone (shards to batches).
+    #[arg(long, requires = "bench")]
+    pub loader_only: bool,
+    /// With --bench: synthetic shards of random images, written to a temporary folder.
+    #[arg(long, requires = "bench")]
+    pub synthetic: bool,
+    /// With --bench --synthetic: image side.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// With --bench: untimed warm-up steps, then timed steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// With --bench: timed steps.
+    #[arg(long, default_value_t = 50)]
+    pub bench_steps: usize,
+    /// With --bench: print the measurement as JSON.
+    #[arg(long, requires = "bench")]
+    pub json: bool,
 }
 
 /// Arguments of `covidx audit`.

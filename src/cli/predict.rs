@@ -24,7 +24,7 @@ pub fn run(a: &PredictArgs, _quiet: bool) -> Result<ExitCode> {
         .crop_top
         .or(ckpt.state.as_ref().map(|s| s.crop_top as f32))
         .unwrap_or(0.08);
-    for p in infer::predict(&ckpt, &a.images, size, crop_top, device)? {
+    for p in infer::predict(&ckpt, &a.images, size, crop_top)? {
         if a.json {
             println!("{}", serde_json::to_string(&p)?);
         } else {

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
+use super::amp::Precision;
 use super::loader::{clean_samples, for_each_batch, verify_all};
 use super::metrics::Metrics;
 use super::model::{DenseNet121, Normalize, Trainable};
@@ -123,7 +124,14 @@ pub fn eval(
             ds.index().classes
         );
     }
-    let metrics = evaluate(&ckpt.model, &ds, &manifest, batch, device, 2)?;
+    let metrics = evaluate(
+        &ckpt.model,
+        &ds,
+        &manifest,
+        batch,
+        (device, Precision::Fp32),
+        2,
+    )?;
     let clean = clean_samples(&ds)?;
     let labels: Vec<usize> = clean
         .iter()
@@ -140,13 +148,12 @@ pub fn eval(
                 .into_iter()
                 .map(|b| b.into_iter().map(|j| clean[j]).collect())
                 .collect();
-            let side = ds.index().size as i64;
             let (mut right, mut all) = (0u64, 0u64);
-            for_each_batch(&ds, &batches, 2, 4, |b| {
-                let (x, y) = b.to_device(side, device);
+            for_each_batch(&ds, &batches, (2, 4), device, |b| {
+                let (x, y) = b.to_device(device);
                 let pred = tch::no_grad(|| {
                     ckpt.model
-                        .forward(&ckpt.model.prepare(&x, device), false)
+                        .forward(&ckpt.model.prepare(&x), false)
                         .argmax(-1, false)
                 });
                 right += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]) as u64;
@@ -177,13 +184,12 @@ pub struct Prediction {
 }
 
 /// Class probabilities of image files, each decoded, cropped and resized as the image stage
-/// makes a clean sample (`size`, `crop_top`).
+/// makes a clean sample (`size`, `crop_top`), on the checkpoint's device.
 pub fn predict(
     ckpt: &Checkpoint,
     files: &[PathBuf],
     size: u32,
     crop_top: f32,
-    device: Device,
 ) -> Result<Vec<Prediction>> {
     let cfg = ImagesConfig {
         size,
@@ -196,7 +202,7 @@ pub fn predict(
             .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         let (_, _, px) = samples.into_iter().next().context("no clean sample")?;
         let x = Tensor::from_slice(&px).view([1, 1, size as i64, size as i64]);
-        let probs = probabilities(&ckpt.model, &x, device).remove(0);
+        let probs = probabilities(&ckpt.model, &x, Precision::Fp32)?.remove(0);
         let best = (0..probs.len()).fold(0, |b, c| if probs[c] > probs[b] { c } else { b });
         out.push(Prediction {
             image: f.display().to_string(),

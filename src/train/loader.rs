@@ -1,14 +1,18 @@
 //! The batch loader: samples read in place from the memory-mapped shards (the zero-copy
-//! [`Dataset`]), assembled into u8 batches by background threads ahead of the step, and
-//! handed over in order through a bounded ring of reused buffers; the step moves a batch to
-//! the device (pinned and non-blocking on CUDA) where scaling and normalisation happen.
+//! [`Dataset`]) by background threads, each batch assembled straight into a u8 tensor (in
+//! pinned host memory when the device is CUDA, from libtorch's caching host allocator, which
+//! reuses a block only once the copy reading it has finished), at most `ahead` batches ahead
+//! of the step and handed over in order; the step copies it to the device non-blocking,
+//! where scaling and normalisation happen.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
+use super::ffi;
 use crate::shards::Dataset;
 
 /// One assembled batch.
@@ -16,8 +20,8 @@ use crate::shards::Dataset;
 pub struct Batch {
     /// Position in the epoch.
     pub index: usize,
-    /// `n * S * S` pixels.
-    pub pixels: Vec<u8>,
+    /// The images, u8 `[n, 1, S, S]` on the host (pinned for a CUDA device).
+    pub images: Tensor,
     /// Class per sample.
     pub labels: Vec<i64>,
     /// Manifest record per sample.
@@ -35,23 +39,63 @@ impl Batch {
         self.labels.is_empty()
     }
 
-    /// The images `[n, 1, S, S]` (u8) and labels on `device`: on CUDA through pinned memory
-    /// and a non-blocking copy.
-    pub fn to_device(&self, side: i64, device: Device) -> (Tensor, Tensor) {
-        let n = self.len() as i64;
-        let x = Tensor::from_slice(&self.pixels).view([n, 1, side, side]);
+    /// The images `[n, 1, S, S]` (u8) and labels on `device`: on CUDA a non-blocking copy
+    /// from the pinned batch.
+    pub fn to_device(&self, device: Device) -> (Tensor, Tensor) {
         let y = Tensor::from_slice(&self.labels);
         if !device.is_cuda() {
-            return (x, y);
+            return (self.images.shallow_clone(), y);
         }
-        let x = x
-            .pin_memory(device)
-            .to_device_(device, Kind::Uint8, true, false);
+        let x = self.images.to_device_(device, Kind::Uint8, true, false);
         let y = y
             .pin_memory(device)
             .to_device_(device, Kind::Int64, true, false);
         (x, y)
     }
+}
+
+/// How long the consumer of [`for_each_batch`] waited for batches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoaderStats {
+    /// Batches handed over.
+    pub batches: usize,
+    /// Time spent waiting for the next batch, in all.
+    pub wait: Duration,
+}
+
+/// Assembles batch `index` (sample indices `batch` of `ds`, images `side`^2) into a tensor.
+fn assemble(
+    ds: &Dataset,
+    index: usize,
+    batch: &[usize],
+    side: usize,
+    pinned: bool,
+) -> Result<Batch> {
+    let numel = (batch.len() * side * side) as i64;
+    let mut images = if pinned {
+        ffi::empty_pinned(numel)?
+    } else {
+        Tensor::empty([numel], (Kind::Uint8, Device::Cpu))
+    };
+    let (mut labels, mut records) = (Vec::with_capacity(batch.len()), Vec::new());
+    {
+        // SAFETY: a fresh contiguous u8 tensor of `numel` bytes that only this thread sees.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, numel as usize) };
+        for (chunk, &i) in dst.chunks_exact_mut(side * side).zip(batch) {
+            let s = ds.sample(i)?;
+            chunk.copy_from_slice(s.image);
+            labels.push(s.label as i64);
+            records.push(s.record);
+        }
+    }
+    images = images.view([batch.len() as i64, 1, side as i64, side as i64]);
+    Ok(Batch {
+        index,
+        images,
+        labels,
+        records,
+    })
 }
 
 /// The clean samples (copy 0) of `ds`, the ones evaluation scores.
@@ -77,48 +121,34 @@ pub fn verify_all(ds: &Dataset) -> Result<()> {
 }
 
 /// Assembles `batches` (sample indices of `ds`) on `threads` background threads, at most
-/// `ahead` batches ahead of the consumer, and calls `step` with each in order. Buffers are
-/// recycled through the ring. Stops early when `step` returns `Ok(false)`.
+/// `ahead` batches ahead of the consumer, for `device` (pinned host memory for CUDA), and
+/// calls `step` with each in order. Stops early when `step` returns `Ok(false)`.
 pub fn for_each_batch(
     ds: &Dataset,
     batches: &[Vec<usize>],
-    threads: usize,
-    ahead: usize,
+    (threads, ahead): (usize, usize),
+    device: Device,
     mut step: impl FnMut(&Batch) -> Result<bool>,
-) -> Result<()> {
+) -> Result<LoaderStats> {
     let threads = threads.max(1);
+    let side = ds.index().size as usize;
+    let pinned = device.is_cuda();
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(ahead.max(1));
-    let (free_tx, free_rx) = mpsc::channel::<Batch>();
-    let free_rx = std::sync::Mutex::new(free_rx);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut stats = LoaderStats::default();
     std::thread::scope(|scope| -> Result<()> {
         for t in 0..threads {
             let full_tx = full_tx.clone();
-            let (free_rx, stop) = (&free_rx, &stop);
+            let stop = &stop;
             scope.spawn(move || {
                 for (index, batch) in batches.iter().enumerate().skip(t).step_by(threads) {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return;
                     }
-                    let recycled = free_rx.lock().unwrap().try_recv().ok();
-                    let mut b = recycled.unwrap_or(Batch {
-                        index,
-                        pixels: Vec::new(),
-                        labels: Vec::new(),
-                        records: Vec::new(),
-                    });
-                    b.index = index;
-                    b.pixels.clear();
-                    b.labels.clear();
-                    b.records.clear();
-                    let filled = batch.iter().try_for_each(|&i| -> Result<()> {
-                        let s = ds.sample(i)?;
-                        b.pixels.extend_from_slice(s.image);
-                        b.labels.push(s.label as i64);
-                        b.records.push(s.record);
-                        Ok(())
-                    });
-                    if full_tx.send(filled.map(|_| b)).is_err() {
+                    if full_tx
+                        .send(assemble(ds, index, batch, side, pinned))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -133,7 +163,9 @@ pub fn for_each_batch(
                 let b = match waiting.remove(&next) {
                     Some(b) => b,
                     None => {
+                        let asked = Instant::now();
                         let got = full_rx.recv().context("the batch loader stopped")??;
+                        stats.wait += asked.elapsed();
                         if got.index != next {
                             waiting.insert(got.index, got);
                             continue;
@@ -142,18 +174,18 @@ pub fn for_each_batch(
                     }
                 };
                 next += 1;
-                let go_on = step(&b)?;
-                let _ = free_tx.send(b);
-                if !go_on {
+                stats.batches += 1;
+                if !step(&b)? {
                     break;
                 }
             }
             Ok(())
         })();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Unblock producers waiting on a full ring.
+        // Unblock producers waiting on a full channel.
         while full_rx.try_recv().is_ok() {}
         drop(full_rx);
         result
-    })
+    })?;
+    Ok(stats)
 }

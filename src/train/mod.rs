@@ -9,6 +9,12 @@ pub mod sampler;
 #[cfg(feature = "train")]
 pub mod adam;
 #[cfg(feature = "train")]
+pub mod amp;
+#[cfg(feature = "train")]
+pub mod bench;
+#[cfg(feature = "train")]
+pub mod ffi;
+#[cfg(feature = "train")]
 pub mod infer;
 #[cfg(feature = "train")]
 pub mod loader;

@@ -255,6 +255,16 @@ pub struct DenseNet121 {
     classes: i64,
     normalize: Normalize,
     trainable: Trainable,
+    /// Per-channel mean and std `[1, 1, 1, 3]` on the model's device (0 and 1 for `unit`):
+    /// the input's normalisation and 1 -> 3 channels as broadcasts.
+    input_mean: Tensor,
+    input_std: Tensor,
+    channels_last: bool,
+}
+
+/// `t` (4-d) with channels-last strides (NHWC in memory, NCHW to every op).
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 impl DenseNet121 {
@@ -307,7 +317,19 @@ impl DenseNet121 {
         let dev = (Kind::Float, vs.device());
         let w = Tensor::rand([classes as i64, c], dev) * (2.0 * bound) - bound;
         let root = vs.root();
+        let (mean, std) = match normalize {
+            Normalize::ImageNet => (Normalize::IMAGENET_MEAN, Normalize::IMAGENET_STD),
+            Normalize::Unit => ([0.0; 3], [1.0; 3]),
+        };
+        let per_channel = |f: &dyn Fn(usize) -> f64| {
+            Tensor::from_slice(&[f(0) as f32, f(1) as f32, f(2) as f32])
+                .view([1, 1, 1, 3])
+                .to_device(vs.device())
+        };
         DenseNet121 {
+            input_mean: per_channel(&|c| mean[c]),
+            input_std: per_channel(&|c| std[c]),
+            channels_last: false,
             conv0,
             norm0,
             blocks,
@@ -364,28 +386,55 @@ impl DenseNet121 {
         out
     }
 
-    /// The network input from u8 images `[n, 1, S, S]` (any device): float, scaled,
-    /// normalised, 3 channels, on `device`.
-    pub fn prepare(&self, images: &Tensor, device: Device) -> Tensor {
-        let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
-        let n = x.size()[0];
-        let (h, w) = (x.size()[2], x.size()[3]);
-        let x = x.expand([n, 3, h, w], false);
-        match self.normalize {
-            Normalize::Unit => x.contiguous(),
-            Normalize::ImageNet => {
-                let opts = (Kind::Float, device);
-                let mean = Tensor::from_slice(&Normalize::IMAGENET_MEAN)
-                    .to_kind(opts.0)
-                    .to_device(device)
-                    .view([1, 3, 1, 1]);
-                let std = Tensor::from_slice(&Normalize::IMAGENET_STD)
-                    .to_kind(opts.0)
-                    .to_device(device)
-                    .view([1, 3, 1, 1]);
-                (x - mean) / std
+    /// The network input from u8 images `[n, 1, S, S]` (any device): on the model's device,
+    /// float, `(x / 255 - mean) / std` per channel (torchvision's arithmetic, element for
+    /// element), 3 channels (channels-last strides when the model is channels-last), as
+    /// broadcasts with no host synchronisation.
+    pub fn prepare(&self, images: &Tensor) -> Tensor {
+        let x = images
+            .to_device(self.device())
+            .permute([0, 2, 3, 1])
+            .to_kind(Kind::Float);
+        // [n, S, S, 1] against [1, 1, 1, 3]: NHWC in memory.
+        let x = ((x / 255.0 - &self.input_mean) / &self.input_std).permute([0, 3, 1, 2]);
+        if self.channels_last {
+            x
+        } else {
+            x.contiguous()
+        }
+    }
+
+    /// Converts the convolution weights to channels-last (cuDNN's fast NHWC kernels; the
+    /// input follows in [`DenseNet121::prepare`]). Do this before creating the optimizer, so
+    /// that its moments take the same layout. Weights saved afterwards are still NCHW.
+    pub fn set_channels_last(&mut self) {
+        let mut convs: Vec<&mut Conv> = vec![&mut self.conv0];
+        for block in &mut self.blocks {
+            for l in block {
+                convs.push(&mut l.conv1);
+                convs.push(&mut l.conv2);
             }
         }
+        for t in &mut self.transitions {
+            convs.push(&mut t.conv);
+        }
+        tch::no_grad(|| {
+            for c in convs {
+                let nhwc = to_channels_last(&c.w);
+                c.w.set_data(&nhwc);
+            }
+        });
+        self.channels_last = true;
+    }
+
+    /// The device the variables are on.
+    pub fn device(&self) -> Device {
+        self.input_mean.device()
+    }
+
+    /// True when the model runs channels-last.
+    pub fn is_channels_last(&self) -> bool {
+        self.channels_last
     }
 
     /// Logits `[n, classes]` of a prepared float batch `[n, 3, H, W]`.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::adam::Adam;
+use super::amp::{GradScaler, Precision};
 use super::loader::{clean_samples, for_each_batch, verify_all};
 use super::metrics::Metrics;
 use super::model::{DenseNet121, Normalize, Trainable};
@@ -30,7 +31,7 @@ use crate::shards::Dataset;
 /// `format` of a checkpoint's JSON.
 pub const CHECKPOINT_FORMAT: &str = "covidx-checkpoint";
 /// `version` of a checkpoint's JSON.
-pub const CHECKPOINT_VERSION: &str = "1.0";
+pub const CHECKPOINT_VERSION: &str = "1.1";
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -61,6 +62,10 @@ pub struct TrainConfig {
     pub class_weights: Option<Vec<f64>>,
     /// Device.
     pub device: Device,
+    /// Arithmetic of the forward pass.
+    pub precision: Precision,
+    /// Channels-last (NHWC) convolutions.
+    pub channels_last: bool,
     /// Loader threads.
     pub loader_threads: usize,
     /// Show a progress bar.
@@ -102,6 +107,9 @@ pub struct CheckpointState {
     pub normalize: String,
     /// `head`, `all` or the fraction.
     pub trainable: String,
+    /// `fp32`, `bf16` or `fp16` (absent in checkpoints before it was recorded: fp32).
+    #[serde(default = "fp32")]
+    pub precision: String,
     /// Sampler state.
     pub sampler: SamplerState,
     /// Optimizer steps taken.
@@ -116,6 +124,10 @@ pub struct CheckpointState {
     pub best: Option<(f64, u64)>,
     /// The build trained on.
     pub build: String,
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 /// One epoch's line of `metrics.jsonl`.
@@ -212,37 +224,45 @@ pub fn read_state(path: &Path) -> Result<CheckpointState> {
     Ok(s)
 }
 
-/// The model's logits for a batch, in eval mode, as probabilities (rows).
-/// Class probabilities (one row per image) of u8 images `[n, 1, S, S]`, in eval mode.
-pub fn probabilities(model: &DenseNet121, x: &Tensor, device: Device) -> Vec<Vec<f64>> {
+/// Class probabilities (one row per image) of u8 images `[n, 1, S, S]`, in eval mode, the
+/// forward pass in `precision`.
+pub fn probabilities(
+    model: &DenseNet121,
+    x: &Tensor,
+    precision: Precision,
+) -> Result<Vec<Vec<f64>>> {
+    let device = model.device();
     let p = tch::no_grad(|| {
-        model
-            .forward(&model.prepare(x, device), false)
-            .softmax(-1, Kind::Float)
-            .to_device(Device::Cpu)
-    });
+        precision.run(device, || {
+            model
+                .forward(&model.prepare(x), false)
+                .softmax(-1, Kind::Float)
+                .to_device(Device::Cpu)
+        })
+    })?;
     let k = model.classes();
     let flat: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).unwrap_or_default();
-    flat.chunks(k)
+    Ok(flat
+        .chunks(k)
         .map(|r| r.iter().map(|&v| v as f64).collect())
-        .collect()
+        .collect())
 }
 
-/// Metrics of `model` on the clean samples of `ds` (batches of `batch`).
+/// Metrics of `model` on the clean samples of `ds` (batches of `batch`, forward pass in
+/// `precision`).
 pub fn evaluate(
     model: &DenseNet121,
     ds: &Dataset,
     manifest: &Manifest,
     batch: usize,
-    device: Device,
+    (device, precision): (Device, Precision),
     threads: usize,
 ) -> Result<Metrics> {
     let clean = clean_samples(ds)?;
     let batches: Vec<Vec<usize>> = clean.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
-    let side = ds.index().size as i64;
     let (mut probs, mut truth, mut sources) = (Vec::new(), Vec::new(), Vec::new());
-    for_each_batch(ds, &batches, threads, 4, |b| {
-        probs.extend(probabilities(model, &b.to_device(side, device).0, device));
+    for_each_batch(ds, &batches, (threads, 4), device, |b| {
+        probs.extend(probabilities(model, &b.to_device(device).0, precision)?);
         truth.extend(b.labels.iter().map(|&l| l as usize));
         for &r in &b.records {
             sources.push(
@@ -297,19 +317,10 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     }
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(cfg.device);
-    let model = DenseNet121::new(&vs, classes.len(), cfg.trainable, cfg.normalize);
-    let trainable: Vec<(String, Tensor)> = {
-        let vars = vs.variables();
-        let mut names: Vec<&String> = vars.keys().filter(|k| vars[*k].requires_grad()).collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|k| (k.clone(), vars[k].shallow_clone()))
-            .collect()
-    };
-    let mut adam = Adam::new(trainable, cfg.lr);
+    let mut model = DenseNet121::new(&vs, classes.len(), cfg.trainable, cfg.normalize);
     let mut tracked: BTreeMap<String, i64> = BTreeMap::new();
     let (mut epoch, mut step_in_epoch, mut best) = (0u64, 0u64, None::<(f64, u64)>);
+    let mut resume_from = None;
     if cfg.resume {
         let (w, o, j) = checkpoint_files(&cfg.out, "last");
         let state = read_state(&j).context("--resume")?;
@@ -323,8 +334,17 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
                 classes
             );
         }
+        if state.precision != cfg.precision.name() {
+            tracing::warn!(
+                "{}: trained in {}, continuing in {}: the sequence is no longer the one an \
+                 uninterrupted run takes",
+                j.display(),
+                state.precision,
+                cfg.precision.name()
+            );
+        }
         weights::load(&vs, &w)?;
-        adam.load(&o, state.optimizer_step)?;
+        resume_from = Some((o, state.optimizer_step));
         tracked = state.batches_tracked.clone();
         epoch = state.sampler.epoch;
         step_in_epoch = state.sampler.step;
@@ -335,6 +355,26 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
         if let Some(why) = &l.head_dropped {
             tracing::warn!("{}: {why}", init.display());
         }
+    }
+    // Layout first, then the optimizer: its moments take the variables' layout.
+    if cfg.channels_last {
+        model.set_channels_last();
+    }
+    let trainable: Vec<(String, Tensor)> = {
+        let vars = vs.variables();
+        let mut names: Vec<&String> = vars.keys().filter(|k| vars[*k].requires_grad()).collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|k| (k.clone(), vars[k].shallow_clone()))
+            .collect()
+    };
+    let mut adam = Adam::new(trainable, cfg.lr);
+    if cfg.precision == Precision::Fp16 {
+        adam.scaler = Some(GradScaler::new(cfg.device));
+    }
+    if let Some((o, step)) = &resume_from {
+        adam.load(o, *step)?;
     }
     let class_weights = cfg.class_weights.as_ref().map(|w| {
         Tensor::from_slice(w)
@@ -357,6 +397,7 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
         crop_top,
         normalize: cfg.normalize.name().into(),
         trainable: cfg.trainable.name(),
+        precision: cfg.precision.name().into(),
         sampler: SamplerState {
             seed: cfg.seed,
             epoch,
@@ -394,33 +435,40 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     while epoch < cfg.epochs && !stopped {
         let batches = sampler.epoch(epoch);
         let todo = &batches[step_in_epoch as usize..];
-        let (mut loss_sum, mut right, mut seen) = (0.0f64, 0u64, 0u64);
+        // Summed on the device: reading them per step would wait for the GPU every step.
+        let mut loss_sum = Tensor::zeros([], (Kind::Double, cfg.device));
+        let mut right = Tensor::zeros([], (Kind::Int64, cfg.device));
+        let mut seen = 0u64;
         let started = Instant::now();
         let mut done = step_in_epoch;
-        for_each_batch(&train_ds, todo, cfg.loader_threads, 4, |b| {
+        for_each_batch(&train_ds, todo, (cfg.loader_threads, 4), cfg.device, |b| {
             if cfg.max_steps.is_some_and(|m| adam.step >= m) {
                 stopped = true;
                 return Ok(false);
             }
-            let (x, y) = b.to_device(side, cfg.device);
-            let logits = model.forward(&model.prepare(&x, cfg.device), true);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                &y,
-                class_weights.as_ref().map(|w| w.shallow_clone()),
-                tch::Reduction::Mean,
-                -100,
-                0.0,
-            );
-            adam.zero_grad();
-            loss.backward();
-            adam.step();
+            let (x, y) = b.to_device(cfg.device);
+            let (logits, loss) = cfg.precision.run(cfg.device, || {
+                let logits = model.forward(&model.prepare(&x), true);
+                let loss = logits.cross_entropy_loss::<Tensor>(
+                    &y,
+                    class_weights.as_ref().map(|w| w.shallow_clone()),
+                    tch::Reduction::Mean,
+                    -100,
+                    0.0,
+                );
+                (logits, loss)
+            })?;
+            adam.zero_grad()?;
+            adam.loss_for_backward(&loss).backward();
+            adam.step()?;
             for n in &training_norms {
                 *tracked.entry(n.clone()).or_default() += 1;
             }
             let n = b.len() as u64;
-            loss_sum += loss.double_value(&[]) * n as f64;
-            let pred = logits.argmax(-1, false);
-            right += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]) as u64;
+            tch::no_grad(|| {
+                let _ = loss_sum.g_add_(&(loss.to_kind(Kind::Double) * n as f64));
+                let _ = right.g_add_(&logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64));
+            });
             seen += n;
             done += 1;
             reporter.add(1);
@@ -436,20 +484,23 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
             )?;
             break;
         }
+        // Reading the sums waits for the GPU: the epoch's time includes all its work.
+        let train_loss = loss_sum.double_value(&[]) / seen.max(1) as f64;
+        let train_accuracy = right.int64_value(&[]) as f64 / seen.max(1) as f64;
         let elapsed = started.elapsed().as_secs_f64();
         let test = evaluate(
             &model,
             &test_ds,
             &manifest,
             cfg.batch,
-            cfg.device,
+            (cfg.device, cfg.precision),
             cfg.loader_threads,
         )?;
         let m = EpochMetrics {
             epoch,
             steps: adam.step,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: right as f64 / seen.max(1) as f64,
+            train_loss,
+            train_accuracy,
             test_accuracy: test.accuracy,
             test: serde_json::to_value(&test)?,
             images_per_s: seen as f64 / elapsed.max(1e-9),

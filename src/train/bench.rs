@@ -1,0 +1,320 @@
+//! `covidx train --bench`: steady-state training speed (images/s after warm-up, time per
+//! step, how long each step waited for the loader, device memory) of the real step (loader,
+//! copy, forward, loss, backward, fused Adam) on a build's shards or on synthetic ones; and
+//! `--loader-only`: the loader alone (shards to assembled u8 batches), images/s.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use super::adam::Adam;
+use super::amp::Precision;
+use super::loader::{for_each_batch, verify_all};
+use super::model::{DenseNet121, Normalize, Trainable};
+use super::sampler::Sampler;
+use crate::build_dir::{shard_file, BuildDir};
+use crate::record::Split;
+use crate::shards::{encode, Dataset, Index, ShardData, ShardEntry};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Batch size.
+    pub batch: usize,
+    /// Untimed steps first (cuDNN's algorithm search, allocator warm-up).
+    pub warmup: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Which layers train.
+    pub trainable: Trainable,
+    /// Forward-pass arithmetic.
+    pub precision: Precision,
+    /// Channels-last convolutions.
+    pub channels_last: bool,
+    /// Device.
+    pub device: Device,
+    /// Loader threads.
+    pub loader_threads: usize,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// `train` or `loader`.
+    pub what: String,
+    /// Device, e.g. `Cuda(0)`.
+    pub device: String,
+    /// Image side.
+    pub size: u32,
+    /// Batch size.
+    pub batch: usize,
+    /// Forward-pass arithmetic.
+    pub precision: String,
+    /// Channels-last convolutions.
+    pub channels_last: bool,
+    /// Trainable part.
+    pub trainable: String,
+    /// Loader threads.
+    pub loader_threads: usize,
+    /// Timed steps (batches).
+    pub steps: usize,
+    /// Images per second over the timed steps.
+    pub images_per_s: f64,
+    /// Milliseconds per step.
+    pub step_ms: f64,
+    /// Milliseconds per timed step the step waited for its batch.
+    pub data_wait_ms_per_step: f64,
+    /// Device memory in use after the timed steps (whole device, `cudaMemGetInfo`), MiB.
+    pub device_memory_used_mib: Option<f64>,
+}
+
+impl BenchReport {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let mem = self.device_memory_used_mib.map_or(String::new(), |m| {
+            format!(", {m:.0} MiB device memory in use")
+        });
+        format!(
+            "{}: {:.1} images/s ({} px, batch {}, {}{}, --trainable {}, {} on {}, {} loader \
+             threads): {:.2} ms/step, {:.3} ms/step waiting for data{}",
+            self.what,
+            self.images_per_s,
+            self.size,
+            self.batch,
+            self.precision,
+            if self.channels_last {
+                ", channels-last"
+            } else {
+                ""
+            },
+            self.trainable,
+            self.steps,
+            self.device,
+            self.loader_threads,
+            self.step_ms,
+            self.data_wait_ms_per_step,
+            mem
+        )
+    }
+}
+
+/// Writes a synthetic build under `dir` with only what training reads: `shards/index.json`
+/// and train/test shards of `n` seeded random images of side `size` (3 classes, a third of
+/// them COVID-19). The shards are real files, so the loader maps them as it maps a build's.
+pub fn synthetic_build(dir: &Path, size: u32, n: usize) -> Result<BuildDir> {
+    let build = BuildDir::new(dir);
+    let classes: Vec<String> = ["normal", "pneumonia", "COVID-19"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut index = Index::new("synthetic", size, &classes);
+    let per_shard = 512usize;
+    let mut rng = crate::imaging::augment::Rng::new(0, "covidx-bench", 0);
+    for split in [Split::Train, Split::Test] {
+        let count = if split == Split::Train { n } else { n / 4 + 1 };
+        std::fs::create_dir_all(build.shard_split_dir(split))?;
+        let mut entries = Vec::new();
+        let mut start = 0;
+        while start < count {
+            let m = per_shard.min(count - start);
+            let side = size as usize;
+            let mut images = vec![0u8; m * side * side];
+            for chunk in images.chunks_mut(8) {
+                let r = rng.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            let labels: Vec<i64> = (0..m).map(|i| ((start + i) % 3) as i64).collect();
+            let data = ShardData {
+                size,
+                images,
+                record: (start..start + m).map(|r| r as i64).collect(),
+                copy: vec![0; m],
+                labels,
+            };
+            let bytes = encode(&data, split.name(), &classes);
+            let file = shard_file(entries.len());
+            let path = build.shard(split, &file);
+            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            let mut class_counts = vec![0u64; 3];
+            for &l in &data.labels {
+                class_counts[l as usize] += 1;
+            }
+            entries.push(ShardEntry {
+                file,
+                samples: m,
+                class_counts,
+                sha256: crate::fsutil::sha256_hex(&bytes),
+            });
+            start += m;
+        }
+        index.splits.insert(split.name().to_string(), entries);
+    }
+    index.complete = true;
+    std::fs::write(build.shard_index(), index.to_bytes())?;
+    Ok(build)
+}
+
+/// The COVID-balanced batches of `epochs` epochs of `ds` (the trainer's sampler).
+fn batches(ds: &Dataset, batch: usize, epochs: u64) -> Result<Vec<Vec<usize>>> {
+    let labels: Vec<usize> = (0..ds.len())
+        .map(|i| ds.sample(i).map(|s| s.label))
+        .collect::<Result<_>>()?;
+    let covid = ds
+        .index()
+        .classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case("COVID-19"));
+    let sampler = Sampler::new(&labels, covid, batch, 0.3, 0)?;
+    Ok((0..epochs).flat_map(|e| sampler.epoch(e)).collect())
+}
+
+/// At least `need` batches, cycling through epochs of the sampler.
+fn enough_batches(ds: &Dataset, batch: usize, need: usize) -> Result<Vec<Vec<usize>>> {
+    let one = batches(ds, batch, 1)?.len().max(1);
+    let mut all = batches(ds, batch, need.div_ceil(one) as u64)?;
+    all.truncate(need);
+    if all.len() < need {
+        bail!("the training split is too small for {need} batches");
+    }
+    Ok(all)
+}
+
+fn wait_for(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Measures training steps on the train split of `dir`.
+pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
+    let ds = Dataset::open(dir, Split::Train)?;
+    verify_all(&ds)?;
+    let size = ds.index().size;
+    let all = enough_batches(&ds, cfg.batch, cfg.warmup + cfg.steps)?;
+    if cfg.device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(cfg.device);
+    let classes = ds.index().classes.len();
+    let mut model = DenseNet121::new(&vs, classes, cfg.trainable, Normalize::ImageNet);
+    if cfg.channels_last {
+        model.set_channels_last();
+    }
+    let vars = vs.variables();
+    let trainable: Vec<(String, Tensor)> = vars
+        .iter()
+        .filter(|(_, v)| v.requires_grad())
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    let mut adam = Adam::new(trainable, 1e-3);
+    if cfg.precision == Precision::Fp16 {
+        adam.scaler = Some(super::amp::GradScaler::new(cfg.device));
+    }
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, cfg.device));
+    let (mut done, mut wait) = (0usize, Duration::ZERO);
+    let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
+    for_each_batch(&ds, &all, (cfg.loader_threads, 4), cfg.device, |b| {
+        if done == cfg.warmup {
+            wait_for(cfg.device);
+            timed_from = Some(Instant::now());
+        } else if let (Some(_), Some(left)) = (timed_from, left_step) {
+            wait += left.elapsed();
+        }
+        let (x, y) = b.to_device(cfg.device);
+        let loss = cfg.precision.run(cfg.device, || {
+            model
+                .forward(&model.prepare(&x), true)
+                .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, -100, 0.0)
+        })?;
+        adam.zero_grad()?;
+        adam.loss_for_backward(&loss).backward();
+        adam.step()?;
+        tch::no_grad(|| {
+            let _ = loss_sum.g_add_(&loss.to_kind(Kind::Float));
+        });
+        done += 1;
+        left_step = Some(Instant::now());
+        Ok(true)
+    })?;
+    wait_for(cfg.device);
+    let elapsed = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    if !loss_sum.double_value(&[]).is_finite() {
+        bail!("the benchmark's loss is not finite");
+    }
+    Ok(report("train", cfg, size, elapsed, wait, cfg.steps))
+}
+
+/// Measures the loader alone on the train split of `dir`: `steps` batches assembled (in
+/// pinned memory for a CUDA device, and copied there) and dropped.
+pub fn loader_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
+    let ds = Dataset::open(dir, Split::Train)?;
+    verify_all(&ds)?;
+    let size = ds.index().size;
+    let all = enough_batches(&ds, cfg.batch, cfg.warmup + cfg.steps)?;
+    // Map every shard and touch every page before timing (the page cache, not the disk).
+    let mut touched = 0u64;
+    for k in 0..ds.shard_count() {
+        touched += ds
+            .shard(k)?
+            .bytes()
+            .iter()
+            .step_by(4096)
+            .map(|&b| b as u64)
+            .sum::<u64>();
+    }
+    std::hint::black_box(touched);
+    let (mut done, mut wait) = (0usize, Duration::ZERO);
+    let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
+    for_each_batch(&ds, &all, (cfg.loader_threads, 8), cfg.device, |b| {
+        if done == cfg.warmup {
+            timed_from = Some(Instant::now());
+        } else if let (Some(_), Some(left)) = (timed_from, left_step) {
+            wait += left.elapsed();
+        }
+        if cfg.device.is_cuda() {
+            let _ = std::hint::black_box(b.to_device(cfg.device));
+        } else {
+            std::hint::black_box(&b.images);
+        }
+        done += 1;
+        left_step = Some(Instant::now());
+        Ok(true)
+    })?;
+    wait_for(cfg.device);
+    let elapsed = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Ok(report("loader", cfg, size, elapsed, wait, cfg.steps))
+}
+
+fn report(
+    what: &str,
+    cfg: &BenchConfig,
+    size: u32,
+    elapsed: f64,
+    wait: Duration,
+    steps: usize,
+) -> BenchReport {
+    let steps_f = steps.max(1) as f64;
+    BenchReport {
+        what: what.into(),
+        device: format!("{:?}", cfg.device),
+        size,
+        batch: cfg.batch,
+        precision: cfg.precision.name().into(),
+        channels_last: cfg.channels_last,
+        trainable: cfg.trainable.name(),
+        loader_threads: cfg.loader_threads,
+        steps,
+        images_per_s: (steps * cfg.batch) as f64 / elapsed.max(1e-9),
+        step_ms: elapsed * 1e3 / steps_f,
+        data_wait_ms_per_step: wait.as_secs_f64() * 1e3 / steps_f,
+        device_memory_used_mib: if cfg.device.is_cuda() {
+            super::ffi::device_memory_used().map(|b| b as f64 / (1024.0 * 1024.0))
+        } else {
+            None
+        },
+    }
+}
