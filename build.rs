@@ -7,9 +7,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_TRAIN").is_none() {
-        return;
-    }
+    // Build scripts see the package's features as cfg.
     #[cfg(feature = "train")]
     shim();
 }

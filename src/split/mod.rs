@@ -17,6 +17,8 @@ use crate::npy;
 use crate::record::{Exclusion, Record, Split};
 use crate::sources::InputHashes;
 
+pub mod pyrandom;
+
 /// One line of a pinned published test list.
 #[derive(Debug, Clone)]
 pub struct PinnedEntry {
