@@ -12,6 +12,7 @@
 # 3. the loader alone (CPU, and into pinned memory + GPU copy) at 224 and 480 px;
 # 4. one real short training run on CUDA: the demo build, 3 epochs, the full loop.
 # Results: OUT_DIR/bench.jsonl, the logs beside it, a table on stdout. About 3-4 minutes.
+# A smoke test of the script itself on a CPU: DEVICE=cpu SIZES=64 WARMUP=1 STEPS=2 bash ...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-}
@@ -35,6 +36,10 @@ RES="$OUT/bench.jsonl"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
 echo "binary $BIN, python $PY ($("$PY" -c 'import torch; print(torch.__version__)')), results in $OUT"
 START=$SECONDS
+DEVICE=${DEVICE:-cuda}
+SIZES=${SIZES:-224 480}
+WARMUP=${WARMUP:-15}
+STEPS=${STEPS:-60}
 
 run() { # name, timeout, command...
   local name=$1 limit=$2; shift 2
@@ -47,41 +52,44 @@ run() { # name, timeout, command...
   fi
 }
 
-OURS=(train --bench --synthetic --batch 32 --trainable all --device cuda --warmup 15
-      --bench-steps 60 --loader-threads 4 --json)
-PEER=("$PY" scripts/gpu/peer.py --batch 32 --trainable all --warmup 15 --steps 60)
-for size in 224 480; do
+OURS=(train --bench --synthetic --batch 32 --trainable all --device "$DEVICE" --warmup "$WARMUP"
+      --bench-steps "$STEPS" --loader-threads 4 --json)
+PEER=("$PY" scripts/gpu/peer.py --batch 32 --trainable all --warmup "$WARMUP" --steps "$STEPS"
+      --device "$DEVICE")
+FIRST=${SIZES%% *}
+for size in $SIZES; do
   run "ours-bf16-cl-$size" 120 "$BIN" "${OURS[@]}" --size $size --precision bf16 --channels-last on
   run "peer-bf16-cl-$size" 120 "${PEER[@]}" --size $size --precision bf16 --channels-last
   run "ours-fp16-cl-$size" 120 "$BIN" "${OURS[@]}" --size $size --precision fp16 --channels-last on
   run "loader-cpu-$size" 60 "$BIN" train --bench --loader-only --synthetic --size $size \
     --batch 32 --device cpu --loader-threads 2 --warmup 20 --bench-steps 400 --json
-  run "loader-cuda-$size" 60 "$BIN" train --bench --loader-only --synthetic --size $size \
-    --batch 32 --device cuda --loader-threads 4 --warmup 20 --bench-steps 400 --json
+  run "loader-$DEVICE-pinned-$size" 60 "$BIN" train --bench --loader-only --synthetic \
+    --size $size --batch 32 --device "$DEVICE" --loader-threads 4 --warmup 20 --bench-steps 400 --json
 done
-run "ours-bf16-nchw-224" 120 "$BIN" "${OURS[@]}" --size 224 --precision bf16 --channels-last off
-run "ours-fp32-nchw-224" 120 "$BIN" "${OURS[@]}" --size 224 --precision fp32 --channels-last off
+run "ours-bf16-nchw-$FIRST" 120 "$BIN" "${OURS[@]}" --size "$FIRST" --precision bf16 --channels-last off
+run "ours-fp32-nchw-$FIRST" 120 "$BIN" "${OURS[@]}" --size "$FIRST" --precision fp32 --channels-last off
 
-echo "== real training run: demo build, 3 epochs on CUDA ($(( SECONDS - START )) s)"
+echo "== real training run: demo build, 3 epochs on $DEVICE ($(( SECONDS - START )) s)"
 if timeout 60 "$BIN" --quiet demo --dir "$OUT/demo" > "$OUT/demo.out" 2>&1 \
   && timeout 120 "$BIN" train "$OUT/demo/out" --epochs 3 --trainable all --batch 8 \
-       --device cuda --out "$OUT/demo-run" > "$OUT/demo-train.out" 2>&1; then
+       --device "$DEVICE" --out "$OUT/demo-run" > "$OUT/demo-train.out" 2>&1; then
   tail -n 4 "$OUT/demo-train.out"
   cat "$OUT/demo-run/metrics.csv"
 else
   echo "FAILED: $(tail -n 8 "$OUT/demo.out" "$OUT/demo-train.out" 2>/dev/null)"
 fi
 
-"$PY" - "$RES" <<'PY'
+"$PY" - "$RES" $SIZES <<'PY'
 import json, sys
 rows = {r["run"]: r for r in map(json.loads, open(sys.argv[1]))}
+sizes = [int(s) for s in sys.argv[2:]]
 print(f"\n{'run':22} {'images/s':>10} {'ms/step':>8} {'wait ms':>8} {'MiB':>7}")
 for name, r in rows.items():
     wait = r.get("data_wait_ms_per_step")
     mem = r.get("device_memory_used_mib")
     print(f"{name:22} {r['images_per_s']:10.1f} {r['step_ms']:8.2f} "
           f"{'' if wait is None else f'{wait:8.3f}':>8} {'' if mem is None else f'{mem:7.0f}':>7}")
-for size in (224, 480):
+for size in sizes:
     o, p = rows.get(f"ours-bf16-cl-{size}"), rows.get(f"peer-bf16-cl-{size}")
     if o and p:
         print(f"{size} px bf16 channels-last: ours / PyTorch eager = "

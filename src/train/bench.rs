@@ -188,18 +188,54 @@ fn wait_for(device: Device) {
     }
 }
 
-/// Measures training steps on the train split of `dir`.
-pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
+/// Runs `work` on `cfg.warmup` untimed, then `cfg.steps` timed batches of the train split of
+/// `dir` (its pages touched first: the page cache, not the disk, is measured), `ahead`
+/// batches in flight; returns the side, the timed seconds (the device synchronised at both
+/// ends) and how long the timed steps waited for their batches.
+fn timed(
+    dir: &BuildDir,
+    cfg: &BenchConfig,
+    ahead: usize,
+    mut work: impl FnMut(&super::loader::Batch) -> Result<()>,
+) -> Result<(u32, f64, Duration)> {
     let ds = Dataset::open(dir, Split::Train)?;
     verify_all(&ds)?;
-    let size = ds.index().size;
     let all = enough_batches(&ds, cfg.batch, cfg.warmup + cfg.steps)?;
+    let mut touched = 0u64;
+    for k in 0..ds.shard_count() {
+        let bytes = ds.shard(k)?.bytes();
+        touched += bytes.iter().step_by(4096).map(|&b| b as u64).sum::<u64>();
+    }
+    std::hint::black_box(touched);
+    let (mut done, mut wait) = (0usize, Duration::ZERO);
+    let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
+    for_each_batch(&ds, &all, (cfg.loader_threads, ahead), cfg.device, |b| {
+        if done == cfg.warmup {
+            wait_for(cfg.device);
+            timed_from = Some(Instant::now());
+        } else if let (Some(_), Some(left)) = (timed_from, left_step) {
+            wait += left.elapsed();
+        }
+        work(b)?;
+        done += 1;
+        left_step = Some(Instant::now());
+        Ok(true)
+    })?;
+    wait_for(cfg.device);
+    let elapsed = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Ok((ds.index().size, elapsed, wait))
+}
+
+/// Measures training steps on the train split of `dir`.
+pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
     }
+    let classes = Index::load(&dir.shard_index())?
+        .classes
+        .len();
     tch::manual_seed(0);
     let vs = nn::VarStore::new(cfg.device);
-    let classes = ds.index().classes.len();
     let mut model = DenseNet121::new(&vs, classes, cfg.trainable, Normalize::ImageNet);
     if cfg.channels_last {
         model.set_channels_last();
@@ -215,15 +251,7 @@ pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
         adam.scaler = Some(super::amp::GradScaler::new(cfg.device));
     }
     let mut loss_sum = Tensor::zeros([], (Kind::Float, cfg.device));
-    let (mut done, mut wait) = (0usize, Duration::ZERO);
-    let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
-    for_each_batch(&ds, &all, (cfg.loader_threads, 4), cfg.device, |b| {
-        if done == cfg.warmup {
-            wait_for(cfg.device);
-            timed_from = Some(Instant::now());
-        } else if let (Some(_), Some(left)) = (timed_from, left_step) {
-            wait += left.elapsed();
-        }
+    let (size, elapsed, wait) = timed(dir, cfg, 4, |b| {
         let (x, y) = b.to_device(cfg.device);
         let loss = cfg.precision.run(cfg.device, || {
             model
@@ -236,56 +264,25 @@ pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
         tch::no_grad(|| {
             let _ = loss_sum.g_add_(&loss.to_kind(Kind::Float));
         });
-        done += 1;
-        left_step = Some(Instant::now());
-        Ok(true)
+        Ok(())
     })?;
-    wait_for(cfg.device);
-    let elapsed = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
     if !loss_sum.double_value(&[]).is_finite() {
         bail!("the benchmark's loss is not finite");
     }
     Ok(report("train", cfg, size, elapsed, wait, cfg.steps))
 }
 
-/// Measures the loader alone on the train split of `dir`: `steps` batches assembled (in
-/// pinned memory for a CUDA device, and copied there) and dropped.
+/// Measures the loader alone on the train split of `dir`: batches assembled (in pinned
+/// memory for a CUDA device, and copied there) and dropped.
 pub fn loader_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
-    let ds = Dataset::open(dir, Split::Train)?;
-    verify_all(&ds)?;
-    let size = ds.index().size;
-    let all = enough_batches(&ds, cfg.batch, cfg.warmup + cfg.steps)?;
-    // Map every shard and touch every page before timing (the page cache, not the disk).
-    let mut touched = 0u64;
-    for k in 0..ds.shard_count() {
-        touched += ds
-            .shard(k)?
-            .bytes()
-            .iter()
-            .step_by(4096)
-            .map(|&b| b as u64)
-            .sum::<u64>();
-    }
-    std::hint::black_box(touched);
-    let (mut done, mut wait) = (0usize, Duration::ZERO);
-    let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
-    for_each_batch(&ds, &all, (cfg.loader_threads, 8), cfg.device, |b| {
-        if done == cfg.warmup {
-            timed_from = Some(Instant::now());
-        } else if let (Some(_), Some(left)) = (timed_from, left_step) {
-            wait += left.elapsed();
-        }
+    let (size, elapsed, wait) = timed(dir, cfg, 8, |b| {
         if cfg.device.is_cuda() {
             let _ = std::hint::black_box(b.to_device(cfg.device));
         } else {
             std::hint::black_box(&b.images);
         }
-        done += 1;
-        left_step = Some(Instant::now());
-        Ok(true)
+        Ok(())
     })?;
-    wait_for(cfg.device);
-    let elapsed = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
     Ok(report("loader", cfg, size, elapsed, wait, cfg.steps))
 }
 
