@@ -16,10 +16,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-}
-if [ -z "$BIN" ]; then
-  for c in gpu-bin/covidx target/release/covidx; do [ -x "$c" ] && BIN=$c && break; done
-fi
-[ -x "${BIN:-}" ] || { echo "no covidx binary (give its path)"; exit 2; }
 OUT=${2:-${OUT:-$(mktemp -d)}}
 mkdir -p "$OUT"
 PY=${TORCH_PYTHON:-}
@@ -29,6 +25,15 @@ if [ -z "$PY" ]; then
   done
 fi
 [ -n "$PY" ] || { echo "no Python with torch and torchvision"; exit 2; }
+if [ -z "$BIN" ]; then
+  for c in gpu-bin/covidx target/release/covidx; do [ -x "$c" ] && BIN=$c && break; done
+fi
+if [ -z "$BIN" ] && [ -f gpu-bin/covidx.xz ]; then
+  # Packed by scripts/gpu/pack.sh: unpack with Python's lzma (no xz needed here).
+  "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    gpu-bin/covidx.xz "$OUT/covidx" && chmod +x "$OUT/covidx" && BIN=$OUT/covidx
+fi
+[ -x "${BIN:-}" ] || { echo "no covidx binary (give its path, or run scripts/gpu/pack.sh)"; exit 2; }
 TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 RES="$OUT/bench.jsonl"

@@ -74,6 +74,19 @@ pub struct BenchReport {
 impl BenchReport {
     /// One line for people.
     pub fn line(&self) -> String {
+        if self.what == "loader" {
+            return format!(
+                "loader: {:.1} images/s ({} px, batch {}, {} batches on {}, {} threads): {:.3} \
+                 ms/batch waiting for data",
+                self.images_per_s,
+                self.size,
+                self.batch,
+                self.steps,
+                self.device,
+                self.loader_threads,
+                self.data_wait_ms_per_step
+            );
+        }
         let mem = self.device_memory_used_mib.map_or(String::new(), |m| {
             format!(", {m:.0} MiB device memory in use")
         });
@@ -231,9 +244,7 @@ pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
     }
-    let classes = Index::load(&dir.shard_index())?
-        .classes
-        .len();
+    let classes = Index::load(&dir.shard_index())?.classes.len();
     tch::manual_seed(0);
     let vs = nn::VarStore::new(cfg.device);
     let mut model = DenseNet121::new(&vs, classes, cfg.trainable, Normalize::ImageNet);
