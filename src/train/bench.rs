@@ -10,11 +10,11 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::adam::Adam;
 use super::amp::Precision;
 use super::loader::{for_each_batch, verify_all};
 use super::model::{DenseNet121, Normalize, Trainable};
-use super::sampler::Sampler;
+use super::sampler::{covid_class, Sampler};
+use super::trainer;
 use crate::build_dir::{shard_file, BuildDir};
 use crate::record::Split;
 use crate::shards::{encode, Dataset, Index, ShardData, ShardEntry};
@@ -170,28 +170,22 @@ pub fn synthetic_build(dir: &Path, size: u32, n: usize) -> Result<BuildDir> {
     Ok(build)
 }
 
-/// The COVID-balanced batches of `epochs` epochs of `ds` (the trainer's sampler).
-fn batches(ds: &Dataset, batch: usize, epochs: u64) -> Result<Vec<Vec<usize>>> {
-    let labels: Vec<usize> = (0..ds.len())
-        .map(|i| ds.sample(i).map(|s| s.label))
-        .collect::<Result<_>>()?;
-    let covid = ds
-        .index()
-        .classes
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case("COVID-19"));
-    let sampler = Sampler::new(&labels, covid, batch, 0.3, 0)?;
-    Ok((0..epochs).flat_map(|e| sampler.epoch(e)).collect())
-}
-
-/// At least `need` batches, cycling through epochs of the sampler.
+/// The first `need` COVID-balanced batches of `ds` (the trainer's sampler, as many epochs
+/// as it takes).
 fn enough_batches(ds: &Dataset, batch: usize, need: usize) -> Result<Vec<Vec<usize>>> {
-    let one = batches(ds, batch, 1)?.len().max(1);
-    let mut all = batches(ds, batch, need.div_ceil(one) as u64)?;
-    all.truncate(need);
-    if all.len() < need {
-        bail!("the training split is too small for {need} batches");
+    let labels = super::loader::labels(ds, 0..ds.len())?;
+    let sampler = Sampler::new(&labels, covid_class(&ds.index().classes), batch, 0.3, 0)?;
+    let mut all = Vec::with_capacity(need);
+    let mut epoch = 0;
+    while all.len() < need {
+        let more = sampler.epoch(epoch);
+        if more.is_empty() {
+            bail!("the training split is too small for {need} batches");
+        }
+        all.extend(more);
+        epoch += 1;
     }
+    all.truncate(need);
     Ok(all)
 }
 
@@ -202,8 +196,8 @@ fn wait_for(device: Device) {
 }
 
 /// Runs `work` on `cfg.warmup` untimed, then `cfg.steps` timed batches of the train split of
-/// `dir` (its pages touched first: the page cache, not the disk, is measured), `ahead`
-/// batches in flight; returns the side, the timed seconds (the device synchronised at both
+/// `dir` (every shard is read whole by its sha256 check first, so the page cache, not the
+/// disk, is measured), `ahead` batches in flight; returns the side, the timed seconds (the device synchronised at both
 /// ends) and how long the timed steps waited for their batches.
 fn timed(
     dir: &BuildDir,
@@ -214,12 +208,6 @@ fn timed(
     let ds = Dataset::open(dir, Split::Train)?;
     verify_all(&ds)?;
     let all = enough_batches(&ds, cfg.batch, cfg.warmup + cfg.steps)?;
-    let mut touched = 0u64;
-    for k in 0..ds.shard_count() {
-        let bytes = ds.shard(k)?.bytes();
-        touched += bytes.iter().step_by(4096).map(|&b| b as u64).sum::<u64>();
-    }
-    std::hint::black_box(touched);
     let (mut done, mut wait) = (0usize, Duration::ZERO);
     let (mut timed_from, mut left_step) = (None::<Instant>, None::<Instant>);
     for_each_batch(&ds, &all, (cfg.loader_threads, ahead), cfg.device, |b| {
@@ -251,27 +239,11 @@ pub fn train_speed(dir: &BuildDir, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.channels_last {
         model.set_channels_last();
     }
-    let vars = vs.variables();
-    let trainable: Vec<(String, Tensor)> = vars
-        .iter()
-        .filter(|(_, v)| v.requires_grad())
-        .map(|(k, v)| (k.clone(), v.shallow_clone()))
-        .collect();
-    let mut adam = Adam::new(trainable, 1e-3);
-    if cfg.precision == Precision::Fp16 {
-        adam.scaler = Some(super::amp::GradScaler::new(cfg.device));
-    }
+    let mut adam = trainer::optimizer(&vs, 1e-3, cfg.precision);
     let mut loss_sum = Tensor::zeros([], (Kind::Float, cfg.device));
     let (size, elapsed, wait) = timed(dir, cfg, 4, |b| {
         let (x, y) = b.to_device(cfg.device);
-        let loss = cfg.precision.run(cfg.device, || {
-            model
-                .forward(&model.prepare(&x), true)
-                .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, -100, 0.0)
-        })?;
-        adam.zero_grad()?;
-        adam.loss_for_backward(&loss).backward();
-        adam.step()?;
+        let (_, loss) = trainer::step(&model, &mut adam, cfg.precision, (&x, &y), None)?;
         tch::no_grad(|| {
             let _ = loss_sum.g_add_(&loss.to_kind(Kind::Float));
         });

@@ -133,14 +133,8 @@ pub fn eval(
         2,
     )?;
     let clean = clean_samples(&ds)?;
-    let labels: Vec<usize> = clean
-        .iter()
-        .map(|&i| ds.sample(i).map(|s| s.label))
-        .collect::<Result<_>>()?;
-    let covid = ckpt
-        .classes
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case("COVID-19"));
+    let labels = super::loader::labels(&ds, clean.iter().copied())?;
+    let covid = super::sampler::covid_class(&ckpt.classes);
     let balanced = match Sampler::new(&labels, covid, batch, covid_percent, seed) {
         Ok(sampler) if covid_percent > 0.0 => {
             let batches: Vec<Vec<usize>> = sampler

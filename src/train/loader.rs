@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
@@ -54,15 +53,6 @@ impl Batch {
     }
 }
 
-/// How long the consumer of [`for_each_batch`] waited for batches.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LoaderStats {
-    /// Batches handed over.
-    pub batches: usize,
-    /// Time spent waiting for the next batch, in all.
-    pub wait: Duration,
-}
-
 /// Assembles batch `index` (sample indices `batch` of `ds`, images `side`^2) into a tensor.
 fn assemble(
     ds: &Dataset,
@@ -98,6 +88,14 @@ fn assemble(
     })
 }
 
+/// The class of each of `samples` (indices of `ds`).
+pub fn labels(ds: &Dataset, samples: impl IntoIterator<Item = usize>) -> Result<Vec<usize>> {
+    samples
+        .into_iter()
+        .map(|i| ds.sample(i).map(|s| s.label))
+        .collect()
+}
+
 /// The clean samples (copy 0) of `ds`, the ones evaluation scores.
 pub fn clean_samples(ds: &Dataset) -> Result<Vec<usize>> {
     let mut out = Vec::new();
@@ -129,13 +127,12 @@ pub fn for_each_batch(
     (threads, ahead): (usize, usize),
     device: Device,
     mut step: impl FnMut(&Batch) -> Result<bool>,
-) -> Result<LoaderStats> {
+) -> Result<()> {
     let threads = threads.max(1);
     let side = ds.index().size as usize;
     let pinned = device.is_cuda();
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(ahead.max(1));
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut stats = LoaderStats::default();
     std::thread::scope(|scope| -> Result<()> {
         for t in 0..threads {
             let full_tx = full_tx.clone();
@@ -163,9 +160,7 @@ pub fn for_each_batch(
                 let b = match waiting.remove(&next) {
                     Some(b) => b,
                     None => {
-                        let asked = Instant::now();
                         let got = full_rx.recv().context("the batch loader stopped")??;
-                        stats.wait += asked.elapsed();
                         if got.index != next {
                             waiting.insert(got.index, got);
                             continue;
@@ -174,7 +169,6 @@ pub fn for_each_batch(
                     }
                 };
                 next += 1;
-                stats.batches += 1;
                 if !step(&b)? {
                     break;
                 }
@@ -186,6 +180,5 @@ pub fn for_each_batch(
         while full_rx.try_recv().is_ok() {}
         drop(full_rx);
         result
-    })?;
-    Ok(stats)
+    })
 }

@@ -46,6 +46,13 @@ fn choose(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     all
 }
 
+/// Index of the COVID-19 class in `classes` (any case), the class balancing fills.
+pub fn covid_class(classes: &[String]) -> Option<usize> {
+    classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case("COVID-19"))
+}
+
 impl Sampler {
     /// A sampler over samples with class `labels[i]`; `covid` is the COVID-19 class index.
     /// Balancing needs at least one COVID-19 sample; `covid_percent` must be in [0, 1).

@@ -18,10 +18,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::adam::Adam;
 use super::amp::{GradScaler, Precision};
-use super::loader::{clean_samples, for_each_batch, verify_all};
+use super::loader::{self, clean_samples, for_each_batch, verify_all};
 use super::metrics::Metrics;
 use super::model::{DenseNet121, Normalize, Trainable};
-use super::sampler::Sampler;
+use super::sampler::{covid_class, Sampler};
 use super::weights;
 use crate::build_dir::BuildDir;
 use crate::manifest::Manifest;
@@ -278,6 +278,48 @@ pub fn evaluate(
     Ok(Metrics::compute(&probs, &truth, &refs, model.classes()))
 }
 
+/// Adam (learning rate `lr`) over the trainable variables of `vs`, with float16's loss
+/// scale when `precision` is fp16. Convert the model's layout first: the moments take it.
+pub fn optimizer(vs: &nn::VarStore, lr: f64, precision: Precision) -> Adam {
+    let trainable: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, v)| v.requires_grad())
+        .collect();
+    let mut adam = Adam::new(trainable, lr);
+    if precision == Precision::Fp16 {
+        adam.scaler = Some(GradScaler::new(vs.device()));
+    }
+    adam
+}
+
+/// One training step on a batch already on the model's device: forward pass and
+/// cross-entropy (weighted by `class_weights`) in `precision`, backward, Adam. Returns the
+/// logits and the loss.
+pub fn step(
+    model: &DenseNet121,
+    adam: &mut Adam,
+    precision: Precision,
+    (x, y): (&Tensor, &Tensor),
+    class_weights: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (logits, loss) = precision.run(model.device(), || {
+        let logits = model.forward(&model.prepare(x), true);
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            y,
+            class_weights.map(|w| w.shallow_clone()),
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        );
+        (logits, loss)
+    })?;
+    adam.zero_grad()?;
+    adam.loss_for_backward(&loss).backward();
+    adam.step()?;
+    Ok((logits, loss))
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -300,15 +342,11 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     verify_all(&test_ds)?;
     let classes = train_ds.index().classes.clone();
     let side = train_ds.index().size as i64;
-    let labels: Vec<usize> = (0..train_ds.len())
-        .map(|i| train_ds.sample(i).map(|s| s.label))
-        .collect::<Result<_>>()?;
+    let labels = loader::labels(&train_ds, 0..train_ds.len())?;
     if labels.is_empty() {
         bail!("{}: the training split has no sample", dir.root().display());
     }
-    let covid = classes
-        .iter()
-        .position(|c| c.eq_ignore_ascii_case("COVID-19"));
+    let covid = covid_class(&classes);
     let sampler = Sampler::new(&labels, covid, cfg.batch, cfg.covid_percent, cfg.seed)?;
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
 
@@ -360,19 +398,7 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
     if cfg.channels_last {
         model.set_channels_last();
     }
-    let trainable: Vec<(String, Tensor)> = {
-        let vars = vs.variables();
-        let mut names: Vec<&String> = vars.keys().filter(|k| vars[*k].requires_grad()).collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|k| (k.clone(), vars[k].shallow_clone()))
-            .collect()
-    };
-    let mut adam = Adam::new(trainable, cfg.lr);
-    if cfg.precision == Precision::Fp16 {
-        adam.scaler = Some(GradScaler::new(cfg.device));
-    }
+    let mut adam = optimizer(&vs, cfg.lr, cfg.precision);
     if let Some((o, step)) = &resume_from {
         adam.load(o, *step)?;
     }
@@ -447,20 +473,13 @@ pub fn train(dir: &BuildDir, cfg: &TrainConfig) -> Result<TrainOutcome> {
                 return Ok(false);
             }
             let (x, y) = b.to_device(cfg.device);
-            let (logits, loss) = cfg.precision.run(cfg.device, || {
-                let logits = model.forward(&model.prepare(&x), true);
-                let loss = logits.cross_entropy_loss::<Tensor>(
-                    &y,
-                    class_weights.as_ref().map(|w| w.shallow_clone()),
-                    tch::Reduction::Mean,
-                    -100,
-                    0.0,
-                );
-                (logits, loss)
-            })?;
-            adam.zero_grad()?;
-            adam.loss_for_backward(&loss).backward();
-            adam.step()?;
+            let (logits, loss) = step(
+                &model,
+                &mut adam,
+                cfg.precision,
+                (&x, &y),
+                class_weights.as_ref(),
+            )?;
             for n in &training_norms {
                 *tracked.entry(n.clone()).or_default() += 1;
             }
