@@ -216,6 +216,11 @@ pub enum SourceKind {
     Rsna,
     /// Any CSV whose columns are named in the pipeline (e.g. NIH ChestX-ray14).
     Csv,
+    /// Kaggle COVID-19 Radiography Database (COVID-Net's `sirm`): the metadata workbook
+    /// (`FILE NAME`, `FORMAT`, `URL`), images under `image_dir`.
+    Sirm,
+    /// RSNA RICORD through COVID-Net's `ricord_data_set.txt` (one file name per line).
+    Ricord,
 }
 
 impl SourceKind {
@@ -226,7 +231,8 @@ impl SourceKind {
             SourceKind::Figure1 => Some("Figure1-COVID-chestxray-dataset"),
             SourceKind::Actualmed => Some("Actualmed-COVID-chestxray-dataset"),
             SourceKind::Rsna => Some("rsna-pneumonia-detection-challenge"),
-            SourceKind::Csv => None,
+            SourceKind::Sirm => Some("COVID-19-Radiography-Database"),
+            SourceKind::Ricord | SourceKind::Csv => None,
         }
     }
 
@@ -237,8 +243,34 @@ impl SourceKind {
             SourceKind::Figure1 => Some("fig1"),
             SourceKind::Actualmed => Some("actmed"),
             SourceKind::Rsna => Some("rsna"),
+            SourceKind::Sirm => Some("sirm"),
+            SourceKind::Ricord => Some("ricord"),
             SourceKind::Csv => None,
         }
+    }
+
+    /// Default metadata file inside the source directory.
+    pub fn default_metadata(self) -> &'static str {
+        match self {
+            SourceKind::Rsna => "stage_2_train_labels.csv",
+            SourceKind::Sirm => "COVID-19.metadata.xlsx",
+            SourceKind::Ricord => "COVID-Net/ricord_data_set.txt",
+            _ => "metadata.csv",
+        }
+    }
+
+    /// Default image folder inside the source directory (`csv`: `image_dir`, else `images`).
+    pub fn default_image_dir(self) -> &'static str {
+        match self {
+            SourceKind::Sirm => "COVID-19",
+            SourceKind::Ricord => "ricord",
+            _ => "images",
+        }
+    }
+
+    /// Whether the reader takes the finding from its metadata (else from `finding`).
+    pub fn has_findings(self) -> bool {
+        !matches!(self, SourceKind::Sirm | SourceKind::Ricord)
     }
 
     /// Default text encoding of the metadata file.
@@ -300,6 +332,10 @@ pub struct SourceConfig {
     /// Patients pinned to the test pool, listed per class (upstream ids).
     #[serde(default)]
     pub test_patients: BTreeMap<String, Vec<String>>,
+    /// Classes whose patients with exactly one record of that class in this source are pinned
+    /// to the test pool (COVIDx8 pins RICORD's single-image patients).
+    #[serde(default)]
+    pub test_single_image: Vec<String>,
     /// Files (under `--sources`) listing patients pinned to the test pool, per class
     /// (`.npy` of strings, or text with one id per line).
     #[serde(default)]
@@ -315,6 +351,83 @@ pub struct SourceConfig {
     /// `rsna` kind: extension of the image name written to split files (default `png`, as
     /// COVID-Net converts the DICOMs).
     pub output_ext: Option<String>,
+    /// Parse rule for this source's findings (default `labels.parse`): COVID-Net's later
+    /// notebooks read Cohen's hierarchical findings by `last-path`, the others by `first-comma`.
+    pub parse: Option<ParseRule>,
+    /// Class given to this source's findings that `labels.map` does not list (default: the
+    /// `labels.unknown` rule). The binary lists make unmapped Cohen findings `negative`.
+    pub unmapped: Option<String>,
+    /// `sirm` and `ricord` kinds: the finding every row carries (default `COVID-19`); it goes
+    /// through `labels.map` like any other.
+    pub finding: Option<String>,
+    /// What a space in an image name becomes in split files (default `_`; `sirm` writes
+    /// `COVID-19 (69).png` as `COVID-19(69).png`, so `""`).
+    pub space_as: Option<String>,
+    /// Records to leave out by hand (a published list's hand edit), as data.
+    #[serde(default)]
+    pub exclude: Vec<ExcludeEntry>,
+    /// Rows dropped when a field contains one of some substrings, optionally only when the
+    /// finding maps to a given class (COVIDx8 drops Cohen COVID-19 rows from three sites).
+    #[serde(default)]
+    pub drop: Vec<DropRule>,
+    /// Rows whose `url` equals a `url` of another source's rows (after that source's view and
+    /// modality filters) are left out: the same image published twice.
+    pub urls_not_in: Option<UrlsNotIn>,
+}
+
+/// One hand-edit exclusion: every image of `patient`, or only `image`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeEntry {
+    /// Upstream patient id.
+    pub patient: String,
+    /// Image file name (as the metadata names it); absent = every image of the patient.
+    pub image: Option<String>,
+    /// Why, shown in the manifest's `detail`.
+    #[serde(default)]
+    pub why: String,
+}
+
+/// A record field a [`DropRule`] can test.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordField {
+    /// The image's upstream URL (Cohen `url`, sirm `URL`).
+    Url,
+    /// Upstream patient id.
+    Patient,
+    /// Image file name.
+    Image,
+    /// Raw finding.
+    Finding,
+    /// View.
+    View,
+    /// Modality.
+    Modality,
+}
+
+/// Drops the rows whose `field` contains any of `contains` (and, with `class`, whose finding
+/// maps to that class).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropRule {
+    /// The field tested.
+    pub field: RecordField,
+    /// Substrings; one is enough.
+    pub contains: Vec<String>,
+    /// Only rows whose finding maps to this class.
+    pub class: Option<String>,
+}
+
+/// Leave out rows whose URL another source also has.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UrlsNotIn {
+    /// The other source (by name).
+    pub source: String,
+    /// URLs treated as if that source had them too.
+    #[serde(default)]
+    pub extra: Vec<String>,
 }
 
 /// Train/test assignment rules.
@@ -340,6 +453,87 @@ pub struct SplitConfig {
     /// becomes the test split; when true it is an error.
     #[serde(default)]
     pub pinned_test_list_required: bool,
+    /// Source tags of the pinned list (its 4th column) that name a source this pipeline does
+    /// not read (COVIDx7's `sirm`, whose version is not to be had): those lines are reported
+    /// with their count and left out, instead of failing the build.
+    #[serde(default)]
+    pub pinned_absent_tags: Vec<String>,
+    /// Whether a pin moves the whole patient (`patient`, the default: no patient is ever in
+    /// both splits) or only the patient's records of the pinned class (`per-class`, as
+    /// COVID-Net's notebooks did; a patient with records of another class can then straddle
+    /// the split, which the build reports and the audit's overlap check finds).
+    #[serde(default)]
+    pub pins: PinScope,
+    /// Draws with CPython's `random` (MT19937 seeded as `random.seed(seed)`), reproducing a
+    /// notebook's `random.sample` calls exactly, in the order given.
+    pub python_draw: Option<PythonDraw>,
+}
+
+/// CPython-exact draws: first `pin_patients` (before the test pool is formed), then, when
+/// `keep` or `sample` is set, the test split is chosen from the pool: its records matching
+/// `keep` (pool order), then each `sample` in turn. Pool records not chosen are excluded
+/// (`test-pool-not-drawn`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PythonDraw {
+    /// The integer given to `random.seed`.
+    pub seed: i64,
+    /// `random.sample` over a source's patients of a class, pinning the drawn ones to test.
+    #[serde(default)]
+    pub pin_patients: Vec<PatientDraw>,
+    /// Pool records that go to test as they are.
+    #[serde(default)]
+    pub keep: Vec<RecordMatch>,
+    /// `random.sample` over the pool's records of a class.
+    #[serde(default)]
+    pub sample: Vec<RecordDraw>,
+}
+
+/// `random.sample(patients, count)` where `patients` are `source`'s patients with records of
+/// `class`, in order of first appearance (with `single_image`, only those with exactly one).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PatientDraw {
+    /// Source name.
+    pub source: String,
+    /// Class name.
+    pub class: String,
+    /// Patients drawn.
+    pub count: usize,
+    /// Only patients with exactly one record of that class.
+    #[serde(default)]
+    pub single_image: bool,
+}
+
+/// Records of a class, optionally of one source.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordMatch {
+    /// Source name; absent = any.
+    pub source: Option<String>,
+    /// Class name.
+    pub class: String,
+}
+
+/// `random.sample(records, count)` over the pool's records of `class`, in pool order.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDraw {
+    /// Class name.
+    pub class: String,
+    /// Records drawn.
+    pub count: usize,
+}
+
+/// What a test pin applies to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinScope {
+    /// Every record of a pinned patient.
+    #[default]
+    Patient,
+    /// The pinned patient's records of the class it is pinned under.
+    PerClass,
 }
 
 /// How the remaining patients are split.
@@ -360,6 +554,10 @@ pub struct OutputConfig {
     /// 3 (`patientid filename label`) or 4 (adds the source tag).
     #[serde(default = "default_columns")]
     pub columns: u8,
+    /// Label written for each class (default: the class name). The binary lists group by
+    /// `negative`, `normal`, `pneumonia`, `COVID-19` and write `negative` or `positive`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn default_columns() -> u8 {
@@ -368,7 +566,10 @@ fn default_columns() -> u8 {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { columns: 3 }
+        OutputConfig {
+            columns: 3,
+            labels: BTreeMap::new(),
+        }
     }
 }
 
@@ -415,6 +616,17 @@ impl Pipeline {
         self.classes.iter().position(|c| c == class)
     }
 
+    /// The label written to split files for class index `class` (`output.labels`, else the
+    /// class name).
+    pub fn output_label(&self, class: usize) -> &str {
+        let name = &self.classes[class];
+        self.output
+            .labels
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(name)
+    }
+
     fn check_class(&self, key: &str, class: &str) -> Result<()> {
         if self.class_index(class).is_none() {
             bail!(
@@ -433,6 +645,15 @@ impl Pipeline {
         self.audit.validate()?;
         if !(self.output.columns == 3 || self.output.columns == 4) {
             bail!("output.columns: {} (must be 3 or 4)", self.output.columns);
+        }
+        for (class, label) in &self.output.labels {
+            self.check_class(&format!("output.labels.{class:?}"), class)?;
+            if label.is_empty()
+                || label.contains(char::is_whitespace)
+                || label.contains(char::is_control)
+            {
+                bail!("output.labels.{class:?}: {label:?} is empty or holds whitespace");
+            }
         }
         Ok(())
     }
@@ -478,6 +699,39 @@ impl Pipeline {
     }
 
     fn validate_source(&self, key: &str, s: &SourceConfig) -> Result<()> {
+        if let Some(class) = &s.unmapped {
+            self.check_class(&format!("{key}.unmapped"), class)?;
+        }
+        if s.finding.is_some() && s.kind.has_findings() {
+            bail!("{key}.finding: only allowed for kinds \"sirm\" and \"ricord\" (the others read it)");
+        }
+        if let Some(sp) = &s.space_as {
+            if sp.contains(char::is_whitespace) || sp.contains(char::is_control) || sp.contains('/')
+            {
+                bail!("{key}.space_as: {sp:?} would not give a writable name");
+            }
+        }
+        for (j, e) in s.exclude.iter().enumerate() {
+            if e.patient.trim().is_empty() {
+                bail!("{key}.exclude[{j}].patient: empty");
+            }
+        }
+        for (j, d) in s.drop.iter().enumerate() {
+            if d.contains.is_empty() || d.contains.iter().any(String::is_empty) {
+                bail!("{key}.drop[{j}].contains: list at least one non-empty substring");
+            }
+            if let Some(class) = &d.class {
+                self.check_class(&format!("{key}.drop[{j}].class"), class)?;
+            }
+        }
+        if let Some(u) = &s.urls_not_in {
+            if u.source == s.name || !self.sources.iter().any(|o| o.name == u.source) {
+                bail!(
+                    "{key}.urls_not_in.source: {:?} is not another source of this pipeline",
+                    u.source
+                );
+            }
+        }
         if s.kind == SourceKind::Csv {
             if s.columns.is_none() {
                 bail!("{key}.columns: required for kind = \"csv\"");
@@ -489,14 +743,15 @@ impl Pipeline {
                 bail!("{key}.metadata: required for kind = \"csv\"");
             }
         } else {
+            let own_dir = matches!(s.kind, SourceKind::Sirm | SourceKind::Ricord);
             for (field, set) in [
                 ("columns", s.columns.is_some()),
-                ("image_dir", s.image_dir.is_some()),
+                ("image_dir", s.image_dir.is_some() && !own_dir),
                 ("finding_separator", s.finding_separator.is_some()),
                 ("delimiter", s.delimiter.is_some()),
             ] {
                 if set {
-                    bail!("{key}.{field}: only allowed for kind = \"csv\"");
+                    bail!("{key}.{field}: only allowed for kind = \"csv\" (image_dir also for sirm, ricord)");
                 }
             }
         }
@@ -532,6 +787,9 @@ impl Pipeline {
         }
         for class in s.test_patients.keys() {
             self.check_class(&format!("{key}.test_patients"), class)?;
+        }
+        for class in &s.test_single_image {
+            self.check_class(&format!("{key}.test_single_image"), class)?;
         }
         for (class, path) in &s.test_pools {
             self.check_class(&format!("{key}.test_pools"), class)?;
@@ -584,6 +842,38 @@ impl Pipeline {
         if let Some(p) = &split.pinned_test_list {
             crate::fsutil::check_relative(p).context("split.pinned_test_list")?;
         }
+        if let Some(d) = &split.python_draw {
+            let source = |key: &str, name: &str| -> Result<()> {
+                if !names.contains(name) {
+                    bail!("{key}: no source is named {name:?}");
+                }
+                Ok(())
+            };
+            for (i, p) in d.pin_patients.iter().enumerate() {
+                let key = format!("split.python_draw.pin_patients[{i}]");
+                source(&format!("{key}.source"), &p.source)?;
+                self.check_class(&format!("{key}.class"), &p.class)?;
+            }
+            for (i, k) in d.keep.iter().enumerate() {
+                let key = format!("split.python_draw.keep[{i}]");
+                if let Some(s) = &k.source {
+                    source(&format!("{key}.source"), s)?;
+                }
+                self.check_class(&format!("{key}.class"), &k.class)?;
+            }
+            for (i, k) in d.sample.iter().enumerate() {
+                self.check_class(&format!("split.python_draw.sample[{i}].class"), &k.class)?;
+            }
+            let selects = !d.keep.is_empty() || !d.sample.is_empty();
+            if selects && split.pinned_test_list.is_some() {
+                bail!("split: python_draw.keep/sample choose the test split; a pinned_test_list would too (set one)");
+            }
+        }
+        for tag in &split.pinned_absent_tags {
+            if let Some(s) = self.resolved_sources().iter().find(|s| &s.tag == tag) {
+                bail!("split.pinned_absent_tags: {tag:?} is the tag of source {:?}, which this pipeline reads", s.name);
+            }
+        }
         Ok(())
     }
 
@@ -599,10 +889,10 @@ impl Pipeline {
                     .clone()
                     .or_else(|| s.kind.default_dir().map(str::to_string))
                     .unwrap_or_default(),
-                metadata: s.metadata.clone().unwrap_or_else(|| match s.kind {
-                    SourceKind::Rsna => "stage_2_train_labels.csv".to_string(),
-                    _ => "metadata.csv".to_string(),
-                }),
+                metadata: s
+                    .metadata
+                    .clone()
+                    .unwrap_or_else(|| s.kind.default_metadata().to_string()),
                 encoding: s.encoding.unwrap_or(s.kind.default_encoding()),
                 tag: s
                     .tag
@@ -696,6 +986,56 @@ kind = "cohen"
                 "[labels]",
                 "[split]\norder = [[\"x\"]]\n[labels]",
                 "split.order[0]",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\nunmapped = \"covid\"",
+                "sources[0].unmapped",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\nfinding = \"COVID-19\"",
+                "sources[0].finding",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\ndrop = [{ field = \"url\", contains = [] }]",
+                "sources[0].drop[0].contains",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\ndrop = [{ field = \"url\", contains = [\"x\"], class = \"y\" }]",
+                "sources[0].drop[0].class",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\nurls_not_in = { source = \"c\" }",
+                "sources[0].urls_not_in.source",
+            ),
+            (
+                "kind = \"cohen\"",
+                "kind = \"cohen\"\ntest_single_image = [\"covid\"]",
+                "sources[0].test_single_image",
+            ),
+            (
+                "[labels]",
+                "[output]\nlabels = { covid = \"positive\" }\n[labels]",
+                "output.labels.\"covid\"",
+            ),
+            (
+                "[labels]",
+                "[split]\npinned_absent_tags = [\"cohen\"]\n[labels]",
+                "split.pinned_absent_tags",
+            ),
+            (
+                "[labels]",
+                "[split.python_draw]\nseed = 0\npin_patients = [{ source = \"x\", class = \"normal\", count = 1 }]\n[labels]",
+                "split.python_draw.pin_patients[0].source",
+            ),
+            (
+                "[labels]",
+                "[split]\npinned_test_list = \"t.txt\"\n[split.python_draw]\nseed = 0\nsample = [{ class = \"normal\", count = 1 }]\n[labels]",
+                "python_draw.keep/sample",
             ),
         ] {
             let err = format!(

@@ -562,7 +562,8 @@ fn write_rsna(w: &Writer<'_>, next: &mut impl FnMut() -> u32) -> Result<()> {
 
 /// COVID-Net's pinned pools and test list.
 fn write_covidnet(w: &Writer<'_>) -> Result<()> {
-    // COVID-Net: RSNA test pools (numpy <U36, like the published ones) and a pinned test list.
+    // COVID-Net: RSNA test pools (numpy <U36, like the published ones) and a pinned test list
+    // in the 4-column format of COVID-Net's later lists (each line keeps its own format).
     let pool = |ids: &[usize]| {
         ids.iter()
             .map(|&i| RSNA[i].0.to_string())
@@ -577,9 +578,9 @@ fn write_covidnet(w: &Writer<'_>) -> Result<()> {
         &npy::write_strings(&pool(&[5, 7])),
     )?;
     let test_list = format!(
-        "{n0} {n0}.png normal\n{p0} {p0}.png pneumonia\n{p1} {p1}.png pneumonia\n\
-         7 strep-7-day0.jpg pneumonia\n7 strep-7-day1.jpg pneumonia\n\
-         2 covid_2_(day_1).jpeg COVID-19\nANON4 {anon4} COVID-19\n",
+        "{n0} {n0}.png normal rsna\n{p0} {p0}.png pneumonia rsna\n{p1} {p1}.png pneumonia rsna\n\
+         7 strep-7-day0.jpg pneumonia cohen\n7 strep-7-day1.jpg pneumonia cohen\n\
+         2 covid_2_(day_1).jpeg COVID-19 cohen\nANON4 {anon4} COVID-19 actmed\n",
         n0 = RSNA[0].0,
         p0 = RSNA[5].0,
         p1 = RSNA[7].0,

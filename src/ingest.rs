@@ -18,6 +18,7 @@ pub fn read_all(root: &Path, sources: &[Source], inputs: &mut InputHashes) -> Re
     for src in sources {
         records.extend(sources::read(&mut ctx, src)?);
     }
+    sources::apply_url_filters(sources, &mut records);
     Ok(records)
 }
 

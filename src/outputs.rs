@@ -14,11 +14,12 @@ use crate::split::Assignment;
 use crate::summary::{self, Summary};
 
 /// A COVID-Net split-file line for a record (`patientid filename label`, or a 4th `source`
-/// column).
-pub fn split_line(r: &Record, classes: &[String], columns: u8) -> String {
-    let label = &classes[r.label.expect("split records are labelled")];
+/// column): the class's output label, and the record's own column count when a pinned line
+/// gave it one.
+pub fn split_line(r: &Record, pipeline: &Pipeline) -> String {
+    let label = pipeline.output_label(r.label.expect("split records are labelled"));
     let image = r.split_image();
-    match columns {
+    match r.columns.unwrap_or(pipeline.output.columns) {
         4 => format!("{} {} {} {}\n", r.patient, image, label, r.tag),
         _ => format!("{} {} {}\n", r.patient, image, label),
     }
@@ -47,10 +48,9 @@ pub fn write(
     let summary = summary::summarize(&frame, classes)?;
     tracing::info!("manifest + summary: {:.3?}", t.elapsed());
     let t = std::time::Instant::now();
-    let columns = pipeline.output.columns;
     let lines = |idx: &[usize]| -> Vec<u8> {
         idx.iter()
-            .map(|&i| split_line(&records[i], classes, columns))
+            .map(|&i| split_line(&records[i], pipeline))
             .collect::<String>()
             .into_bytes()
     };

@@ -31,6 +31,14 @@ pub enum Exclusion {
     /// The patient id or image name cannot be written to a space-separated split file
     /// (whitespace in a patient id, a line break or control character in either).
     InvalidName,
+    /// Listed in the source's `exclude` (a published list's hand edit).
+    ExcludedByList,
+    /// A `drop` rule of the source matched the row.
+    DroppedByRule,
+    /// The same URL is in another source (`urls_not_in`): the same image published twice.
+    UrlInOtherSource,
+    /// In the test pool, not chosen by the pipeline's `python_draw`.
+    TestPoolNotDrawn,
 }
 
 impl Exclusion {
@@ -49,6 +57,10 @@ impl Exclusion {
             Exclusion::Duplicate => "duplicate",
             Exclusion::TestPoolNotPinned => "test-pool-not-pinned",
             Exclusion::InvalidName => "invalid-name",
+            Exclusion::ExcludedByList => "excluded-by-list",
+            Exclusion::DroppedByRule => "dropped-by-rule",
+            Exclusion::UrlInOtherSource => "url-in-other-source",
+            Exclusion::TestPoolNotDrawn => "test-pool-not-drawn",
         }
     }
 }
@@ -94,8 +106,12 @@ pub struct Record {
     /// Patient key for grouping (e.g. Figure1's `COVID-00003a` and `b` are one patient);
     /// namespaced by source when compared.
     pub subject: String,
-    /// Image file name written to split files.
+    /// Image file name as the metadata names it.
     pub image: String,
+    /// The name written to split files when the source's `space_as` rule changes it.
+    pub split_as: Option<String>,
+    /// The image's upstream URL (Cohen `url`, sirm `URL`), empty when the source has none.
+    pub url: String,
     /// Image path relative to `--sources`; empty when the row names no image.
     pub path: String,
     /// Raw finding text.
@@ -116,6 +132,9 @@ pub struct Record {
     pub test_pool: bool,
     /// Final split.
     pub split: Option<Split>,
+    /// Columns of this record's split-file line when it differs from `output.columns` (a
+    /// pinned test line keeps its own format: COVIDx3's list mixes 3 and 4 columns).
+    pub columns: Option<u8>,
     /// SHA-256 of the image file, when it was read.
     pub sha256: Option<String>,
     /// Why the image stage could not use the image (quarantined), if it ran.
@@ -142,9 +161,12 @@ impl Record {
         }
     }
 
-    /// The image name as written to split files (see [`split_name`]).
+    /// The image name as written to split files (the source's `space_as` rule, else
+    /// [`split_name`]).
     pub fn split_image(&self) -> String {
-        split_name(&self.image)
+        self.split_as
+            .clone()
+            .unwrap_or_else(|| split_name(&self.image))
     }
 
     /// "file:line" for messages.

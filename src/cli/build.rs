@@ -47,6 +47,23 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
         outcome.records.len()
     );
     print!("{}", summary::render(&outcome.summary));
+    let a = &outcome.assignment;
+    if let Some(list) = &outcome.pipeline.split.pinned_test_list {
+        for (tag, n) in &a.left_out {
+            println!(
+                "left out {n} lines of the pinned test list {list}: they name source {tag:?}, \
+                 which this pipeline does not read (split.pinned_absent_tags), so the test \
+                 split has {n} fewer lines than the published list"
+            );
+        }
+    }
+    if !a.straddling.is_empty() {
+        println!(
+            "{} patients have records in both train and test (split.pins = \"per-class\"): {}",
+            a.straddling.len(),
+            a.straddling.join(", ")
+        );
+    }
     if let Some(img) = &outcome.images {
         println!();
         for (split, entries) in &img.index.splits {

@@ -22,6 +22,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         view: Some(table.column("view")?),
         modality: table.optional_column("modality"),
         image: Some(table.column("filename")?),
+        url: table.optional_column("url"),
     };
     let folder = table.optional_column("folder");
     let mut out = Vec::with_capacity(table.rows.len());

@@ -28,6 +28,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         view: Some(table.column("view")?),
         modality: table.optional_column("modality"),
         image: None,
+        url: None,
     };
     let mut out = Vec::with_capacity(table.rows.len());
     for (mut rec, row) in read_rows(src, &table, &cols) {

@@ -32,6 +32,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             .map(|c| table.column(c))
             .transpose()?,
         image: Some(table.column(&cols.image)?),
+        url: None,
     };
     let image_dir = src.config.image_dir.as_deref().unwrap_or("images");
     let mut out = Vec::with_capacity(table.rows.len());

@@ -6,7 +6,9 @@ pub mod actualmed;
 pub mod cohen;
 pub mod figure1;
 pub mod generic;
+pub mod ricord;
 pub mod rsna;
+pub mod sirm;
 pub mod table;
 
 use std::path::Path;
@@ -34,11 +36,94 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         SourceKind::Actualmed => actualmed::read(ctx, src),
         SourceKind::Rsna => rsna::read(ctx, src),
         SourceKind::Csv => generic::read(ctx, src),
+        SourceKind::Sirm => sirm::read(ctx, src),
+        SourceKind::Ricord => ricord::read(ctx, src),
     }
     .with_context(|| format!("reading source {:?} ({:?})", src.name, src.kind))?;
+    if let Some(space) = &src.config.space_as {
+        for r in records.iter_mut().filter(|r| r.image.contains(' ')) {
+            r.split_as = Some(r.image.replace(' ', space));
+        }
+    }
     exclude_unwritable_names(&mut records);
     apply_filters(src, &mut records);
+    apply_exclude_list(src, &mut records);
     Ok(records)
+}
+
+/// Excludes the records the source's `exclude` list names (`excluded-by-list`).
+pub fn apply_exclude_list(src: &Source, records: &mut [Record]) {
+    if src.config.exclude.is_empty() {
+        return;
+    }
+    for r in records.iter_mut().filter(|r| r.is_candidate()) {
+        let hit = src
+            .config
+            .exclude
+            .iter()
+            .find(|e| e.patient == r.patient && e.image.as_ref().is_none_or(|i| i == &r.image));
+        if let Some(e) = hit {
+            let what = match &e.image {
+                Some(i) => format!("patient {} image {i}", e.patient),
+                None => format!("every image of patient {}", e.patient),
+            };
+            let why = if e.why.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.why)
+            };
+            r.exclude(
+                Exclusion::ExcludedByList,
+                format!("{what} is in the source's exclude list{why}"),
+            );
+        }
+    }
+}
+
+/// Excludes the records of each source with `urls_not_in` whose URL the other source's records
+/// also have (after that source's view and modality filters), or is one of `extra`.
+pub fn apply_url_filters(sources: &[Source], records: &mut [Record]) {
+    for src in sources {
+        let Some(rule) = &src.config.urls_not_in else {
+            continue;
+        };
+        let mut urls: std::collections::HashSet<&str> =
+            rule.extra.iter().map(String::as_str).collect();
+        // The other source's rows that pass its view and modality filters, whatever else
+        // excludes them (the notebook filters the table, then collects its URLs).
+        let other = sources.iter().find(|s| s.name == rule.source);
+        let passes = |r: &Record| {
+            let Some(o) = other else { return false };
+            r.exclusion != Some(Exclusion::MalformedRow)
+                && o.config.views.as_ref().is_none_or(|v| v.contains(&r.view))
+                && o.config
+                    .modalities
+                    .as_ref()
+                    .is_none_or(|m| m.contains(&r.modality))
+        };
+        urls.extend(
+            records
+                .iter()
+                .filter(|r| r.source == rule.source && passes(r))
+                .map(|r| r.url.as_str())
+                .filter(|u| !u.is_empty()),
+        );
+        let hits: Vec<usize> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.source == src.name && r.is_candidate() && urls.contains(r.url.as_str())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in hits {
+            let detail = format!(
+                "its URL {:?} is also in source {:?}",
+                records[i].url, rule.source
+            );
+            records[i].exclude(Exclusion::UrlInOtherSource, detail);
+        }
+    }
 }
 
 /// Excludes records whose patient id or image name cannot be written to a split file
@@ -145,6 +230,8 @@ pub(crate) struct RowColumns {
     pub modality: Option<usize>,
     /// Image file name column (Figure1 has none).
     pub image: Option<usize>,
+    /// The image's upstream URL column, if the table has one.
+    pub url: Option<usize>,
 }
 
 /// One record per row with patient, finding, view, modality and image name filled in. A row
@@ -170,6 +257,12 @@ pub(crate) fn read_rows<'t>(
                 rec.view = optional(row, cols.view)?.unwrap_or_default();
                 rec.modality = optional(row, cols.modality)?.unwrap_or_default();
                 rec.image = optional(row, cols.image)?.unwrap_or_default();
+                rec.url = cols
+                    .url
+                    .and_then(|i| row.get(i))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 for (idx, value) in [(Some(cols.patient), &rec.patient), (cols.image, &rec.image)] {
                     if let (Some(idx), true) = (idx, value.is_empty()) {
                         return Err(format!(

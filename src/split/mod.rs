@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Pipeline, Source, SplitMethod};
+use crate::config::{PinScope, Pipeline, Source, SplitMethod};
 use crate::fsutil;
 use crate::npy;
 use crate::record::{Exclusion, Record, Split};
@@ -28,15 +28,28 @@ pub struct PinnedEntry {
     pub patient: String,
     /// Image file name.
     pub image: String,
-    /// Class name.
+    /// Label as written (an output label of the pipeline).
     pub label: String,
+    /// Source tag (the 4th column), when the line has one.
+    pub tag: Option<String>,
+}
+
+impl PinnedEntry {
+    /// Columns of the line: 3, or 4 with a source tag.
+    pub fn columns(&self) -> u8 {
+        if self.tag.is_some() {
+            4
+        } else {
+            3
+        }
+    }
 }
 
 /// Pinned facts read from files and the pipeline.
 #[derive(Debug, Default)]
 pub struct Pins {
-    /// Per source (by index): upstream patient id -> pinned class.
-    pub test_patients: Vec<HashMap<String, String>>,
+    /// Per source (by index): upstream patient id -> the classes it is pinned under.
+    pub test_patients: Vec<HashMap<String, Vec<String>>>,
     /// The published test list, when configured and present.
     pub test_list: Option<(String, Vec<PinnedEntry>)>,
 }
@@ -50,10 +63,16 @@ pub fn load_pins(
 ) -> Result<Pins> {
     let mut pins = Pins::default();
     for src in sources {
-        let mut map = HashMap::default();
+        let mut map: HashMap<String, Vec<String>> = HashMap::default();
+        let mut pin = |id: String, class: &String| {
+            let classes = map.entry(id).or_default();
+            if !classes.contains(class) {
+                classes.push(class.clone());
+            }
+        };
         for (class, ids) in &src.config.test_patients {
             for id in ids {
-                map.insert(id.clone(), class.clone());
+                pin(id.clone(), class);
             }
         }
         for (class, rel) in &src.config.test_pools {
@@ -77,7 +96,7 @@ pub fn load_pins(
                     .collect()
             };
             for id in ids {
-                map.entry(id).or_insert_with(|| class.clone());
+                pin(id, class);
             }
         }
         pins.test_patients.push(map);
@@ -117,9 +136,7 @@ pub fn parse_test_list(text: &str, file: &str, columns: u8) -> Result<Vec<Pinned
             continue;
         }
         let mut tokens: Vec<&str> = line.split(' ').collect();
-        if columns == 4 && tokens.len() >= 4 {
-            tokens.pop();
-        }
+        let tag = (columns == 4 && tokens.len() >= 4).then(|| tokens.pop().unwrap().to_string());
         if tokens.len() < 3 {
             bail!("{file}:{line_no}: expected `patientid filename label`, got {line:?}");
         }
@@ -130,6 +147,7 @@ pub fn parse_test_list(text: &str, file: &str, columns: u8) -> Result<Vec<Pinned
             patient,
             image: tokens.join(" "),
             label,
+            tag,
         });
     }
     Ok(out)
@@ -142,6 +160,11 @@ pub struct Assignment {
     pub train: Vec<usize>,
     /// Test records, in pipeline order (or the pinned list's order).
     pub test: Vec<usize>,
+    /// Lines of the pinned test list left out because they name a source this pipeline does
+    /// not read (`split.pinned_absent_tags`): tag -> number of lines.
+    pub left_out: BTreeMap<String, usize>,
+    /// Patient keys with records in both splits (only possible with `split.pins = "per-class"`).
+    pub straddling: Vec<String>,
 }
 
 /// Pipeline order of the candidate records: group by group, class by class, source by source,
@@ -193,37 +216,74 @@ pub fn assign(
     // 1. Duplicates: same source, patient and image as an earlier record in pipeline order.
     let kept = dedup(records, &order);
 
-    // 2. Pinned test patients and pools (patient-level, whatever the class of the record).
+    // 2. Pinned test patients and pools: the whole patient, or (`per-class`) the patient's
+    //    records of the pinned class.
     let src_index: HashMap<&str, usize> = sources
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
+    let per_class = pipeline.split.pins == PinScope::PerClass;
     // Patient keys are built once; every patient-level decision below compares them.
     let keys: HashMap<usize, String> = kept
         .iter()
         .map(|&i| (i, records[i].patient_key()))
         .collect();
-    let mut test_keys: HashSet<&str> = HashSet::default();
-    for &i in &kept {
+    let pinned = |i: usize| {
         let r = &records[i];
-        if let Some(map) = pins.test_patients.get(src_index[r.source.as_str()]) {
-            if map.contains_key(&r.patient) {
-                test_keys.insert(&keys[&i]);
-            }
+        let classes = pins
+            .test_patients
+            .get(src_index[r.source.as_str()])
+            .and_then(|map| map.get(&r.patient));
+        match (classes, r.label) {
+            (None, _) => false,
+            (Some(_), _) if !per_class => true,
+            (Some(cs), Some(l)) => cs.iter().any(|c| c == &pipeline.classes[l]),
+            (Some(_), None) => false,
+        }
+    };
+    let mut pinned_records: HashSet<usize> = kept.iter().copied().filter(|&i| pinned(i)).collect();
+    for src in sources {
+        for class in &src.config.test_single_image {
+            let ids = single_image_patients(pipeline, records, &order, &src.name, class);
+            let class = pipeline.class_index(class);
+            pinned_records.extend(kept.iter().copied().filter(|&i| {
+                let r = &records[i];
+                r.source == src.name && (!per_class || r.label == class) && ids.contains(&r.patient)
+            }));
         }
     }
+    let draw = pipeline.split.python_draw.as_ref();
+    let mut rng = draw.map(|d| pyrandom::PyRandom::seed(d.seed as i128));
+    if let (Some(d), Some(rng)) = (draw, rng.as_mut()) {
+        for p in &d.pin_patients {
+            let patients = draw_patients(pipeline, records, &order, p, rng)?;
+            let class = pipeline.class_index(&p.class);
+            pinned_records.extend(kept.iter().copied().filter(|&i| {
+                let r = &records[i];
+                r.source == p.source
+                    && (!per_class || r.label == class)
+                    && patients.contains(&r.patient)
+            }));
+        }
+    }
+    let mut test_keys: HashSet<&str> = HashSet::default();
+    if !per_class {
+        test_keys.extend(pinned_records.iter().map(|i| keys[i].as_str()));
+    }
 
-    // 3. Seeded, class-stratified draw over the remaining patients.
+    // 3. Seeded, class-stratified draw over the remaining patients (whole patients).
     if pipeline.split.method == SplitMethod::Seeded {
-        let drawn = seeded_draw(pipeline, records, &kept, &keys, &test_keys)?;
+        let mut taken = test_keys.clone();
+        taken.extend(pinned_records.iter().map(|i| keys[i].as_str()));
+        let drawn = seeded_draw(pipeline, records, &kept, &keys, &taken)?;
         test_keys.extend(drawn);
     }
 
     let mut out = Assignment::default();
     let mut pool = Vec::new();
     for &i in &kept {
-        if test_keys.contains(keys[&i].as_str()) {
+        if pinned_records.contains(&i) || test_keys.contains(keys[&i].as_str()) {
             records[i].test_pool = true;
             pool.push(i);
         } else {
@@ -233,7 +293,13 @@ pub fn assign(
     }
 
     // 4. A pinned published test list: test = exactly that list; the rest of the pool is out.
+    //    Or the python draw's choice from the pool.
+    let selects = draw.is_some_and(|d| !d.keep.is_empty() || !d.sample.is_empty());
     match &pins.test_list {
+        None if selects => {
+            let (d, rng) = (draw.unwrap(), rng.as_mut().unwrap());
+            out.test = select_from_pool(pipeline, records, &pool, d, rng)?;
+        }
         None => {
             for &i in &pool {
                 records[i].split = Some(Split::Test);
@@ -241,12 +307,148 @@ pub fn assign(
             out.test = pool;
         }
         Some((file, entries)) => {
-            out.test = apply_test_list(pipeline, records, &kept, &pool, file, entries)?;
+            let (test, left_out) =
+                apply_test_list(pipeline, sources, records, &kept, &pool, file, entries)?;
+            out.test = test;
+            out.left_out = left_out;
         }
     }
 
-    check_disjoint(records, &out)?;
+    out.straddling = straddling(records, &out);
+    if !per_class && !out.straddling.is_empty() {
+        bail!(
+            "internal error: patient {} is in both train and test",
+            out.straddling[0]
+        );
+    }
+    for key in &out.straddling {
+        tracing::warn!(
+            "patient {key} has records in both train and test (split.pins = \"per-class\")"
+        );
+    }
     Ok(out)
+}
+
+/// The patients of `source` with records of `class` in `order` (pipeline order, duplicates
+/// included, as a notebook's list has them), in order of first appearance, each with its
+/// number of records.
+fn patients_of<'r>(
+    pipeline: &Pipeline,
+    records: &'r [Record],
+    order: &[usize],
+    source: &str,
+    class: &str,
+) -> Vec<(&'r str, usize)> {
+    let class = pipeline.class_index(class);
+    let mut first: Vec<(&str, usize)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::default();
+    for &i in order {
+        let r = &records[i];
+        if r.source == source && r.label == class {
+            let k = *at.entry(r.patient.as_str()).or_insert_with(|| {
+                first.push((r.patient.as_str(), 0));
+                first.len() - 1
+            });
+            first[k].1 += 1;
+        }
+    }
+    first
+}
+
+/// `source`'s patients with exactly one record of `class` (`test_single_image`).
+fn single_image_patients(
+    pipeline: &Pipeline,
+    records: &[Record],
+    order: &[usize],
+    source: &str,
+    class: &str,
+) -> HashSet<String> {
+    patients_of(pipeline, records, order, source, class)
+        .into_iter()
+        .filter(|&(_, n)| n == 1)
+        .map(|(p, _)| p.to_string())
+        .collect()
+}
+
+/// `random.sample` of a [`PatientDraw`]: the source's patients with records of the class (in
+/// pipeline order, duplicates included, as a notebook's list has them), in order of first
+/// appearance, those with one record only when `single_image`.
+fn draw_patients(
+    pipeline: &Pipeline,
+    records: &[Record],
+    order: &[usize],
+    p: &crate::config::PatientDraw,
+    rng: &mut pyrandom::PyRandom,
+) -> Result<HashSet<String>> {
+    let population: Vec<&str> = patients_of(pipeline, records, order, &p.source, &p.class)
+        .into_iter()
+        .filter(|&(_, n)| !p.single_image || n == 1)
+        .map(|(id, _)| id)
+        .collect();
+    let Some(idx) = rng.sample(population.len(), p.count) else {
+        bail!(
+            "split.python_draw.pin_patients: {} patients of source {:?} and class {:?} asked, \
+             {} there",
+            p.count,
+            p.source,
+            p.class,
+            population.len()
+        );
+    };
+    Ok(idx.into_iter().map(|i| population[i].to_string()).collect())
+}
+
+/// The test split a python draw chooses from the pool: the `keep` records in pool order, then
+/// each `sample` over the pool's not yet chosen records of its class. Everything else in the
+/// pool is excluded as `test-pool-not-drawn`.
+fn select_from_pool(
+    pipeline: &Pipeline,
+    records: &mut [Record],
+    pool: &[usize],
+    d: &crate::config::PythonDraw,
+    rng: &mut pyrandom::PyRandom,
+) -> Result<Vec<usize>> {
+    let matches = |r: &Record, m: &crate::config::RecordMatch| {
+        r.label == pipeline.class_index(&m.class)
+            && m.source.as_ref().is_none_or(|s| s == &r.source)
+    };
+    let mut chosen: Vec<usize> = pool
+        .iter()
+        .copied()
+        .filter(|&i| d.keep.iter().any(|m| matches(&records[i], m)))
+        .collect();
+    let mut taken: HashSet<usize> = chosen.iter().copied().collect();
+    for s in &d.sample {
+        let class = pipeline.class_index(&s.class);
+        let cands: Vec<usize> = pool
+            .iter()
+            .copied()
+            .filter(|i| !taken.contains(i) && records[*i].label == class)
+            .collect();
+        let Some(idx) = rng.sample(cands.len(), s.count) else {
+            bail!(
+                "split.python_draw.sample: {} records of class {:?} asked, the test pool has {}",
+                s.count,
+                s.class,
+                cands.len()
+            );
+        };
+        for k in idx {
+            taken.insert(cands[k]);
+            chosen.push(cands[k]);
+        }
+    }
+    for &i in pool {
+        if taken.contains(&i) {
+            records[i].split = Some(Split::Test);
+        } else {
+            records[i].exclude(
+                Exclusion::TestPoolNotDrawn,
+                "in the test pool, not chosen by split.python_draw",
+            );
+        }
+    }
+    Ok(chosen)
 }
 
 /// The records of `order` that are not a duplicate (same source, patient and image as an
@@ -312,14 +514,19 @@ fn seeded_draw<'k>(
     Ok(drawn)
 }
 
+/// Selects the pinned list's records from the test pool, in the list's order; each keeps its
+/// line's column count. Lines tagged with a `split.pinned_absent_tags` tag that no source of
+/// the pipeline has are left out and counted. Any other line that does not match a pool
+/// record is an error (all are listed).
 fn apply_test_list(
     pipeline: &Pipeline,
+    sources: &[Source],
     records: &mut [Record],
     kept: &[usize],
     pool: &[usize],
     file: &str,
     entries: &[PinnedEntry],
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, BTreeMap<String, usize>)> {
     let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::default();
     for (i, r) in records.iter().enumerate() {
         by_name
@@ -328,27 +535,42 @@ fn apply_test_list(
             .push(i);
     }
     let kept: HashSet<usize> = kept.iter().copied().collect();
+    let read_tags: HashSet<&str> = sources.iter().map(|s| s.tag.as_str()).collect();
+    let absent = &pipeline.split.pinned_absent_tags;
+    let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
     let mut chosen = Vec::with_capacity(entries.len());
     let mut taken = HashSet::default();
     let mut problems = Vec::new();
     for e in entries {
+        if let Some(tag) = e.tag.as_deref() {
+            if absent.iter().any(|t| t == tag) && !read_tags.contains(tag) {
+                *left_out.entry(tag.to_string()).or_default() += 1;
+                continue;
+            }
+        }
         let at = format!("{file}:{}: `{} {} {}`", e.line, e.patient, e.image, e.label);
         let Some(cands) = by_name.get(&(e.patient.clone(), e.image.clone())) else {
             problems.push(format!("{at}: no source has this patient and image"));
             continue;
         };
-        let Some(&i) = cands.iter().find(|i| kept.contains(i)) else {
+        let tagged = |i: &&usize| e.tag.as_ref().is_none_or(|t| t == &records[**i].tag);
+        let Some(&i) = cands.iter().filter(tagged).find(|i| kept.contains(i)) else {
             let r = &records[cands[0]];
-            problems.push(format!(
-                "{at}: {} excludes it ({}: {})",
-                r.origin(),
-                r.exclusion.map(|e| e.code()).unwrap_or("?"),
-                r.detail
-            ));
+            problems.push(match &e.tag {
+                Some(t) if !cands.iter().any(|i| &records[*i].tag == t) => {
+                    format!("{at}: no source tagged {t:?} has it ({} does)", r.origin())
+                }
+                _ => format!(
+                    "{at}: {} excludes it ({}: {})",
+                    r.origin(),
+                    r.exclusion.map(|e| e.code()).unwrap_or("?"),
+                    r.detail
+                ),
+            });
             continue;
         };
         let r = &records[i];
-        let label = r.label.map(|l| pipeline.classes[l].as_str()).unwrap_or("");
+        let label = r.label.map(|l| pipeline.output_label(l)).unwrap_or("");
         if label != e.label {
             problems.push(format!(
                 "{at}: the sources label it {label:?} ({})",
@@ -363,6 +585,9 @@ fn apply_test_list(
         } else if !taken.insert(i) {
             problems.push(format!("{at}: listed twice"));
         } else {
+            if e.columns() != pipeline.output.columns {
+                records[i].columns = Some(e.columns());
+            }
             chosen.push(i);
         }
     }
@@ -372,6 +597,12 @@ fn apply_test_list(
         bail!(
             "the pinned test list does not match the sources ({n} problems):\n  {}",
             problems.join("\n  ")
+        );
+    }
+    for (tag, n) in &left_out {
+        tracing::warn!(
+            "{file}: {n} pinned lines of source {tag:?} left out: the pipeline does not read it \
+             (split.pinned_absent_tags)"
         );
     }
     for &i in pool {
@@ -384,22 +615,19 @@ fn apply_test_list(
             );
         }
     }
-    Ok(chosen)
+    Ok((chosen, left_out))
 }
 
-/// Fails when any patient key has records in both splits (an internal invariant).
-pub fn check_disjoint(records: &[Record], a: &Assignment) -> Result<()> {
+/// Patient keys with records in both train and test, sorted.
+pub fn straddling(records: &[Record], a: &Assignment) -> Vec<String> {
     let train: HashSet<String> = a.train.iter().map(|&i| records[i].patient_key()).collect();
-    if let Some(&i) = a
+    let mut both: Vec<String> = a
         .test
         .iter()
-        .find(|&&i| train.contains(&records[i].patient_key()))
-    {
-        bail!(
-            "internal error: patient {} is in both train and test ({})",
-            records[i].patient_key(),
-            records[i].origin()
-        );
-    }
-    Ok(())
+        .map(|&i| records[i].patient_key())
+        .filter(|k| train.contains(k))
+        .collect();
+    both.sort();
+    both.dedup();
+    both
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod shared_layout;
+pub mod xlsx;
 
 use std::path::{Path, PathBuf};
 
