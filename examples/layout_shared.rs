@@ -1,5 +1,7 @@
 //! Lays out ../shared/data as a sources directory for metadata-only builds and benchmarks:
-//! `cargo run --release --example layout_shared -- covidx2|nih OUT_DIR`.
+//! `cargo run --release --example layout_shared -- covidx2|covidx3|...|covidx8|nih OUT_DIR`
+//! (`covidx3` serves covidx3.toml, `covidx5` covidx5 and 6, `covidx7` 7a and 7b, `covidx8` 8a
+//! and 8b).
 
 #[path = "../tests/common/shared_layout.rs"]
 mod shared_layout;
@@ -9,7 +11,9 @@ fn main() {
     let (which, out) = match &args[..] {
         [_, w, o] => (w.as_str(), std::path::PathBuf::from(o)),
         _ => {
-            eprintln!("usage: layout_shared covidx2|nih OUT_DIR");
+            eprintln!(
+                "usage: layout_shared covidx2|covidx3|covidx4|covidx5|covidx7|covidx8|nih OUT_DIR"
+            );
             std::process::exit(2);
         }
     };
@@ -20,6 +24,11 @@ fn main() {
     match which {
         "covidx2" => shared_layout::layout(&data, &shared_layout::COVIDX2, &out),
         "nih" => shared_layout::layout_nih(&data, &out),
+        "covidx3" => shared_layout::layout_version(&data, &shared_layout::V3, &out),
+        "covidx4" => shared_layout::layout_version(&data, &shared_layout::V4, &out),
+        "covidx5" | "covidx6" => shared_layout::layout_version(&data, &shared_layout::V5, &out),
+        "covidx7" => shared_layout::layout_version(&data, &shared_layout::V7, &out),
+        "covidx8" => shared_layout::layout_version(&data, &shared_layout::V8, &out),
         other => {
             eprintln!("unknown layout {other:?}");
             std::process::exit(2);

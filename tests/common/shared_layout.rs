@@ -44,6 +44,25 @@ fn placeholders(listing: &Path, dir: &Path) {
     }
 }
 
+/// Placeholders for every `folder/filename` of Cohen's metadata (6a42423 has no listing; its
+/// names are unique).
+fn cohen_placeholders_from_metadata(cohen: &Path) {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(cohen.join("metadata.csv"))
+        .unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let (folder, filename) = (col("folder"), col("filename"));
+    for row in rdr.records() {
+        let row = row.unwrap();
+        let rel = format!("{}/{}", row[folder].trim(), row[filename].trim());
+        let p = cohen.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b"").unwrap();
+    }
+}
+
 /// Writes the layout under `root` and returns it.
 pub fn layout(data: &Path, rev: &Revision, root: &Path) -> PathBuf {
     let cohen = root.join("covid-chestxray-dataset");
@@ -54,10 +73,12 @@ pub fn layout(data: &Path, rev: &Revision, root: &Path) -> PathBuf {
     )
     .unwrap();
     let commit = rev.cohen.rsplit('-').next().unwrap();
-    placeholders(
-        &data.join(format!("listings/cohen-{commit}-images.tsv")),
-        &cohen,
-    );
+    let listing = data.join(format!("listings/cohen-{commit}-images.tsv"));
+    if listing.is_file() {
+        placeholders(&listing, &cohen);
+    } else {
+        cohen_placeholders_from_metadata(&cohen);
+    }
 
     let fig = root.join("Figure1-COVID-chestxray-dataset");
     fs::create_dir_all(&fig).unwrap();
@@ -148,6 +169,124 @@ pub fn layout_nih(data: &Path, root: &Path) -> PathBuf {
     let text = fs::read_to_string(nih.join("Data_Entry_2017_v2020.csv")).unwrap();
     for line in text.lines().skip(1) {
         fs::write(images.join(line.split(',').next().unwrap()), b"").unwrap();
+    }
+    root.to_path_buf()
+}
+
+/// The inputs of one COVIDx version, as `../shared/data/README.md` names them.
+pub struct Version {
+    /// Cohen `metadata-<rev>.csv`; images from `listings/cohen-<commit>-images.tsv`, or, when
+    /// there is none (6a42423), from the metadata's own `folder`/`filename`.
+    pub cohen: &'static str,
+    /// Figure1 `metadata-<rev>.csv`.
+    pub figure1: &'static str,
+    /// Actualmed `metadata-<rev>.csv`.
+    pub actualmed: &'static str,
+    /// Lay out the Radiography Database version 1 (workbook, images `COVID-19 (N).png`).
+    pub sirm: bool,
+    /// Lay out RICORD (COVID-Net's `ricord_data_set.txt`, images under `ricord/`).
+    pub ricord: bool,
+    /// Date-commit of the RSNA test pools (`rsna_test_patients_*-<pools>.npy`).
+    pub pools: &'static str,
+    /// Pinned lists: (file under `covidnet/`, name under `COVID-Net/`).
+    pub tests: &'static [(&'static str, &'static str)],
+}
+
+/// COVIDx3 (0134049 / a888987).
+pub const V3: Version = Version {
+    cohen: "2020-04-24-a0ecac5",
+    figure1: "2020-04-18-bd4093a",
+    actualmed: "2020-05-05-27240dd",
+    sirm: true,
+    ricord: false,
+    pools: "2020-03-28-c4da4b0",
+    tests: &[("test_COVIDx3-0134049.txt", "test_COVIDx3.txt")],
+};
+
+/// COVIDx4 (2168765).
+pub const V4: Version = Version {
+    cohen: "2020-06-22-584034a",
+    figure1: "2020-05-08-95bb569",
+    ..V3
+};
+
+/// COVIDx5 and 6 (a8d1cbc, 9215162); 7 adds the 7A list.
+pub const V5: Version = Version {
+    cohen: "undated-6a42423",
+    ..V4
+};
+
+/// COVIDx7A / 7B (ef59553), without the Radiography Database version 3.
+pub const V7: Version = Version {
+    sirm: false,
+    tests: &[("test_COVIDx7A-eeb0973.txt", "test_COVIDx7A.txt")],
+    ..V5
+};
+
+/// COVIDx8A / 8B (3c5eefd), without the Radiography Database version 3. The RSNA pools are
+/// c4da4b0's: 6458e1b's (100 / 100, a subset) give the test's RSNA lines but would put 1,274
+/// more RSNA patients in train than the published list has (manifests/covidx8.md).
+pub const V8: Version = Version {
+    sirm: false,
+    ricord: true,
+    tests: &[
+        ("test_COVIDx8A-3780b36.txt", "test_COVIDx8A.txt"),
+        ("test_COVIDx8B-3780b36.txt", "test_COVIDx8B.txt"),
+    ],
+    ..V5
+};
+
+fn touch(p: &Path) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, b"").unwrap();
+}
+
+/// Writes the layout of `v` under `root` (placeholder images) and returns it.
+pub fn layout_version(data: &Path, v: &Version, root: &Path) -> PathBuf {
+    layout(
+        data,
+        &Revision {
+            cohen: v.cohen,
+            figure1: v.figure1,
+            actualmed: Some(v.actualmed),
+            test_list: false,
+        },
+        root,
+    );
+    let cn = root.join("COVID-Net");
+    for class in ["normal", "pneumonia"] {
+        fs::copy(
+            data.join(format!(
+                "covidnet/rsna_test_patients_{class}-{}.npy",
+                v.pools
+            )),
+            cn.join(format!("rsna_test_patients_{class}.npy")),
+        )
+        .unwrap();
+    }
+    for (from, to) in v.tests {
+        fs::copy(data.join("covidnet").join(from), cn.join(to)).unwrap();
+    }
+    if v.sirm {
+        let db = root.join("COVID-19-Radiography-Database");
+        fs::create_dir_all(db.join("COVID-19")).unwrap();
+        fs::copy(
+            data.join("sirm/COVID-19.metadata-2020-03-28-v1.xlsx"),
+            db.join("COVID-19.metadata.xlsx"),
+        )
+        .unwrap();
+        for n in 1..=219 {
+            touch(&db.join(format!("COVID-19/COVID-19 ({n}).png")));
+        }
+    }
+    if v.ricord {
+        let list = data.join("covidnet/ricord_data_set-2021-02-24-a795ea5.txt");
+        fs::copy(&list, cn.join("ricord_data_set.txt")).unwrap();
+        for line in fs::read_to_string(&list).unwrap().lines() {
+            if let Some(name) = line.split_whitespace().next() {
+                touch(&root.join("ricord").join(name));
+            }
+        }
     }
     root.to_path_buf()
 }
