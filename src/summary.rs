@@ -89,7 +89,8 @@ pub fn summarize(manifest: &DataFrame, classes: &[String]) -> Result<Summary> {
         col("test_pool").and(
             col("exclusion")
                 .is_null()
-                .or(col("exclusion").eq(lit("test-pool-not-pinned"))),
+                .or(col("exclusion").eq(lit("test-pool-not-pinned")))
+                .or(col("exclusion").eq(lit("test-pool-not-drawn"))),
         ),
     );
 

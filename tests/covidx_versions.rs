@@ -223,6 +223,14 @@ fn covidx6_binary_counts_and_drawn_test() {
             ("fig1", 11)
         ])
     );
+    // The pool the draw chose from: 20 drawn Actualmed negatives, the 100 pinned COVID-19
+    // images and the RSNA pools with Cohen's two pinned pneumonia patients.
+    assert_eq!(o.summary.get("pool", "negative").images, 20);
+    assert_eq!(o.summary.get("pool", "COVID-19").images, 100);
+    assert_eq!(
+        o.summary.excluded_total("test-pool-not-drawn"),
+        1579 + 20 - 200
+    );
     // Per-class pins: Actualmed ANON191's `No finding` image stays in train while its COVID-19
     // images are in test, as in the published lists; the build reports it.
     assert_eq!(

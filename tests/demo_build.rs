@@ -129,7 +129,10 @@ fn demo_build_handles_every_quirk() {
     let test = std::fs::read_to_string(BuildDir::new(&out).split_file(Split::Test)).unwrap();
     let pinned =
         std::fs::read_to_string(tmp.path().join("sources/COVID-Net/test_demo.txt")).unwrap();
-    assert_eq!(test, pinned, "the test split is the pinned list, line for line");
+    assert_eq!(
+        test, pinned,
+        "the test split is the pinned list, line for line"
+    );
     assert!(test.contains("2 covid_2_(day_1).jpeg COVID-19 cohen\n"));
 
     // The manifest has one row per candidate record and reads back.

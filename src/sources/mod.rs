@@ -175,6 +175,37 @@ pub(crate) fn new_record(src: &Source, table: &Table, row: &Row) -> Record {
     }
 }
 
+/// Reads a configured input file (`rel` under `--sources`, symlinks followed) and records its
+/// hash; a missing file is an error naming where it was expected.
+pub(crate) fn read_input(ctx: &mut ReadContext, rel: &str) -> Result<Vec<u8>> {
+    let path = fsutil::safe_join(ctx.root, rel)?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "required input {rel} is missing or unreadable (expected at {})",
+            path.display()
+        )
+    })?;
+    ctx.inputs
+        .insert(rel.to_string(), fsutil::sha256_hex(&bytes));
+    Ok(bytes)
+}
+
+/// `name` inside the source's image folder (`image_dir`, else the kind's default), relative to
+/// the source directory.
+pub(crate) fn in_image_dir(src: &Source, name: &str) -> String {
+    let dir = src
+        .config
+        .image_dir
+        .as_deref()
+        .unwrap_or(src.kind.default_image_dir())
+        .trim_end_matches('/');
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// Path of a source-relative file as seen from `--sources`: `dir/rel`.
 pub(crate) fn source_path(src: &Source, rel: &str) -> String {
     if src.dir.is_empty() {

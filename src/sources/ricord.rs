@@ -5,11 +5,10 @@
 //! under `image_dir` by file name. Every row carries the source's `finding` (default
 //! `COVID-19`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{image_path, source_path, ReadContext};
+use super::{image_path, in_image_dir, read_input, source_path, ReadContext};
 use crate::config::Source;
-use crate::fsutil;
 use crate::record::{Exclusion, Record};
 
 /// The patient of a RICORD file name: dash fields 4 and 5 (1-based), or `None` when the name
@@ -23,20 +22,8 @@ pub fn patient_of(name: &str) -> Option<String> {
 /// Reads the file list into records.
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let file = source_path(src, &src.metadata);
-    let path = fsutil::safe_join(ctx.root, &file)?;
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "required input {file} is missing or unreadable (expected at {})",
-            path.display()
-        )
-    })?;
-    ctx.inputs.insert(file.clone(), fsutil::sha256_hex(&bytes));
+    let bytes = read_input(ctx, &file)?;
     let text = super::table::decode(&bytes, src.encoding, &file)?;
-    let image_dir = src
-        .config
-        .image_dir
-        .clone()
-        .unwrap_or_else(|| src.kind.default_image_dir().to_string());
     let finding = src.config.finding.as_deref().unwrap_or("COVID-19");
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -57,12 +44,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             Some(p) => {
                 rec.patient = p.clone();
                 rec.subject = p;
-                let rel = if image_dir.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{}/{name}", image_dir.trim_end_matches('/'))
-                };
-                rec.path = image_path(src, &file, line_no, "file name", &rel)?;
+                rec.path = image_path(src, &file, line_no, "file name", &in_image_dir(src, name))?;
             }
             None => rec.exclude(
                 Exclusion::MalformedRow,

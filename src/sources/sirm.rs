@@ -10,9 +10,8 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use calamine::{Data, Range, Reader, Xlsx};
 
-use super::{image_path, source_path, ReadContext};
+use super::{image_path, in_image_dir, read_input, source_path, ReadContext};
 use crate::config::Source;
-use crate::fsutil;
 use crate::record::{Exclusion, Record};
 
 /// The cell as text (numbers as Python would print an integer-valued float are not expected in
@@ -42,15 +41,7 @@ pub fn fallback_name(primary: &str) -> Option<String> {
 /// Reads the workbook into records, one per row, resolving each image name on disk.
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let file = source_path(src, &src.metadata);
-    let path = fsutil::safe_join(ctx.root, &file)?;
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "required input {file} is missing or unreadable (expected at {})",
-            path.display()
-        )
-    })?;
-    ctx.inputs.insert(file.clone(), fsutil::sha256_hex(&bytes));
-    let sheet = first_sheet(bytes, &file)?;
+    let sheet = first_sheet(read_input(ctx, &file)?, &file)?;
     let first_row = sheet.start().map(|(r, _)| r as u64).unwrap_or(0);
     let mut rows = sheet.rows();
     let header: Vec<String> = rows
@@ -65,11 +56,6 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         })
     };
     let (name_col, format_col, url_col) = (column("FILE NAME")?, column("FORMAT")?, column("URL")?);
-    let image_dir = src
-        .config
-        .image_dir
-        .clone()
-        .unwrap_or_else(|| src.kind.default_image_dir().to_string());
     let finding = src.config.finding.as_deref().unwrap_or("COVID-19");
     let mut out = Vec::new();
     for (i, row) in rows.enumerate() {
@@ -103,20 +89,13 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             out.push(rec);
             continue;
         }
-        let in_dir = |name: &str| {
-            if image_dir.is_empty() {
-                name.to_string()
-            } else {
-                format!("{}/{name}", image_dir.trim_end_matches('/'))
-            }
-        };
         let primary = format!("{}.{format}", rec.patient);
-        let primary_path = image_path(src, &file, line, "FILE NAME", &in_dir(&primary))?;
+        let primary_path = image_path(src, &file, line, "FILE NAME", &in_image_dir(src, &primary))?;
         rec.image = primary;
         rec.path = primary_path;
         if !ctx.root.join(&rec.path).is_file() {
             if let Some(alt) = fallback_name(&rec.image) {
-                let alt_path = image_path(src, &file, line, "FILE NAME", &in_dir(&alt))?;
+                let alt_path = image_path(src, &file, line, "FILE NAME", &in_image_dir(src, &alt))?;
                 if ctx.root.join(&alt_path).is_file() {
                     rec.image = alt;
                     rec.path = alt_path;

@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use csv::StringRecord;
 
 use crate::config::Encoding;
-use crate::fsutil;
 
 /// SHA-256 of every input file a build read, keyed by its path relative to `--sources`.
 pub type InputHashes = BTreeMap<String, String>;
@@ -107,14 +106,11 @@ impl Table {
     ) -> Result<Table> {
         // A configured path (not one from metadata): checked lexically, and symlinks are
         // followed, so a source directory may link to where the dataset really lives.
-        let path = fsutil::safe_join(sources, rel)?;
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "required input {rel} is missing or unreadable (expected at {})",
-                path.display()
-            )
-        })?;
-        inputs.insert(rel.to_string(), fsutil::sha256_hex(&bytes));
+        let mut ctx = super::ReadContext {
+            root: sources,
+            inputs,
+        };
+        let bytes = super::read_input(&mut ctx, rel)?;
         let text = decode(&bytes, encoding, rel)?;
         Table::parse(&text, rel, delimiter)
     }
