@@ -1,7 +1,8 @@
 //! Every later COVIDx version against the real upstream metadata in ../shared/data
 //! (metadata-only builds): the train counts per label and per source that
-//! ../shared/docs/COVIDX_VERSIONS.md gives, and the test file equal to the pinned list. Each
-//! test prints a SKIPPED line and passes when that folder is absent.
+//! ../shared/docs/COVIDX_VERSIONS.md gives, the test file equal to the pinned list, and both
+//! files equal to COVID-Net's published lists by SHA-256. Each test prints a SKIPPED line and
+//! passes when that folder is absent.
 
 mod common;
 
@@ -65,6 +66,47 @@ fn without_tag(text: &str, tag: &str) -> String {
         .collect()
 }
 
+/// SHA-256 of COVID-Net's published lists (lindawangg/COVID-Net, `git show <commit>:<file>`;
+/// for COVIDx7 and 8 after removing the lines whose last field is `sirm`, the source that is
+/// not to be had). The lists themselves are not in ../shared/data: their hashes are the proof
+/// that a rebuild is the published list byte for byte.
+mod published_sha256 {
+    /// train_COVIDx3.txt at a888987.
+    pub const TRAIN3: &str = "1512788cc6b4ccf6ddc5c7af3385edacb60801b04528ffa68d22e73917deffbd";
+    /// train_COVIDx3.txt at 0134049.
+    pub const TRAIN3_0134049: &str =
+        "f35e1d6e0f14dc18eadd034bdeb2285d9fdd21971e6b92cabd8894089562bcda";
+    /// train_COVIDx4.txt at 2168765.
+    pub const TRAIN4: &str = "81615cb5480c074c3eef778ba283edea72044a7b36ea5a44f46d6612fa6f20b5";
+    /// train_COVIDx5.txt at a8d1cbc (and f3ad51b).
+    pub const TRAIN5: &str = "9de231edb4c882f248b8eee549a1fa3fb91af0ba8dd52555a85660ad01967969";
+    /// train_COVIDx6.txt at 9215162.
+    pub const TRAIN6: &str = "ecab251fe3f75f73e5b2f5d616f0d9e18964e4321b8b2ffc417c1c141d836983";
+    /// test_COVIDx6.txt at 9215162 (the drawn list).
+    pub const TEST6: &str = "9097d2a199b7add972017ec0a4fc9bf995d005912b159f87d2b27c9ab3e39f4d";
+    /// labels/train_COVIDx7A.txt at ef59553, without sirm lines.
+    pub const TRAIN7A: &str = "0ccd352b6d7ff667c83507a60d0b747bed5635e9935ec69252cedab8a41a7316";
+    /// labels/train_COVIDx7B.txt at ef59553, without sirm lines.
+    pub const TRAIN7B: &str = "051fb1bc1aed21e8e7ae720672e9c081d118192e967b0fed1a35ed348cae42b7";
+    /// labels/test_COVIDx7B.txt at ef59553, without sirm lines.
+    pub const TEST7B: &str = "a7e325f483fba8507b2c8272705c3df054c7867fcb043c57b54ec3eb23995e7f";
+    /// labels/train_COVIDx8A.txt at 3c5eefd, without sirm lines.
+    pub const TRAIN8A: &str = "262d19f67947b9225d279888beb45e3424f3e89c157512fafff5e0539e5e0b04";
+    /// labels/train_COVIDx8B.txt at 3c5eefd, without sirm lines.
+    pub const TRAIN8B: &str = "22a505195f1a8872efcfc1c2e95324d6b04fb97a33c9ac7e161020f5c87136a6";
+}
+
+/// Checks that a split file has the SHA-256 of the published list.
+fn check_sha(tmp: &Path, split: Split, sha: &str) {
+    let text = split_text(tmp, split);
+    assert_eq!(
+        covidx::fsutil::sha256_hex(text.as_bytes()),
+        sha,
+        "{} is not the published list byte for byte",
+        split.name()
+    );
+}
+
 /// Checks train counts per label and source.
 fn check_train(tmp: &Path, train_labels: &[(&str, usize)], train_tags: &[(&str, usize)]) {
     let (labels, tags) = tally(&split_text(tmp, Split::Train));
@@ -116,6 +158,7 @@ fn covidx3_first_published_list_0134049() {
     // discarded by the notebook's list.
     assert_eq!(o.summary.excluded_total("excluded-by-list"), 16);
     assert!(o.assignment.straddling.is_empty());
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN3_0134049);
 }
 
 #[test]
@@ -145,6 +188,7 @@ fn covidx3_a888987_with_its_hand_edit() {
     // sirm names are written with their space removed.
     assert!(train.contains("\nCOVID-19(69) COVID-19(69).png COVID-19 sirm\n"));
     assert!(!train.contains("COVID-19 ("));
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN3);
 }
 
 #[test]
@@ -166,6 +210,7 @@ fn covidx4_counts_and_pinned_test() {
         ],
         "test_COVIDx3-0134049.txt",
     );
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN4);
 }
 
 #[test]
@@ -189,6 +234,7 @@ fn covidx5_counts_pool_and_pinned_test() {
     );
     // f3ad51b first published the whole test pool: 1,579 lines.
     assert_eq!(o.summary.totals["pool"].images, 1579);
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN5);
 }
 
 #[test]
@@ -242,6 +288,8 @@ fn covidx6_binary_counts_and_drawn_test() {
         vec!["overlap".to_string()],
         "the audit finds the straddling patient"
     );
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN6);
+    check_sha(tmp.path(), Split::Test, published_sha256::TEST6);
 }
 
 #[test]
@@ -267,6 +315,7 @@ fn covidx7a_without_sirm_lines() {
         without_tag(&pinned, "sirm")
     );
     assert_eq!(o.assignment.left_out.get("sirm"), Some(&17));
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN7A);
 }
 
 #[test]
@@ -292,6 +341,8 @@ fn covidx7b_is_covidx6s_draw_without_sirm() {
         split_text(tmp.path(), Split::Test),
         without_tag(&split_text(six.path(), Split::Test), "sirm")
     );
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN7B);
+    check_sha(tmp.path(), Split::Test, published_sha256::TEST7B);
 }
 
 #[test]
@@ -315,6 +366,7 @@ fn covidx8a_adds_ricord() {
     );
     // The URL rule drops Cohen COVID-19 rows from eurorad.org, ml-workgroup and sirm.org.
     assert!(o.summary.excluded_total("dropped-by-rule") > 0);
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN8A);
 }
 
 #[test]
@@ -336,4 +388,5 @@ fn covidx8b_binary_adds_ricord() {
         ],
         "test_COVIDx8B-3780b36.txt",
     );
+    check_sha(tmp.path(), Split::Train, published_sha256::TRAIN8B);
 }

@@ -14,8 +14,7 @@ use super::{image_path, in_image_dir, read_input, source_path, ReadContext};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
-/// The cell as text (numbers as Python would print an integer-valued float are not expected in
-/// these columns; they are written as calamine displays them).
+/// The cell as calamine displays it, trimmed (empty for a missing cell).
 fn text(cell: Option<&Data>) -> String {
     cell.map(|c| c.to_string().trim().to_string())
         .unwrap_or_default()
