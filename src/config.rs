@@ -869,8 +869,9 @@ impl Pipeline {
                 bail!("split: python_draw.keep/sample choose the test split; a pinned_test_list would too (set one)");
             }
         }
+        let resolved = self.resolved_sources();
         for tag in &split.pinned_absent_tags {
-            if let Some(s) = self.resolved_sources().iter().find(|s| &s.tag == tag) {
+            if let Some(s) = resolved.iter().find(|s| &s.tag == tag) {
                 bail!("split.pinned_absent_tags: {tag:?} is the tag of source {:?}, which this pipeline reads", s.name);
             }
         }

@@ -166,13 +166,24 @@ pub fn apply_filters(src: &Source, records: &mut [Record]) {
 
 /// A new record for `row` of `table` with the source's identity filled in.
 pub(crate) fn new_record(src: &Source, table: &Table, row: &Row) -> Record {
+    record_at(src, &table.file, row.line)
+}
+
+/// A new record of `src` from line (or spreadsheet row) `line` of `file`.
+pub(crate) fn record_at(src: &Source, file: &str, line: u64) -> Record {
     Record {
         source: src.name.clone(),
         tag: src.tag.clone(),
-        file: table.file.clone(),
-        line: row.line,
+        file: file.to_string(),
+        line,
         ..Record::default()
     }
+}
+
+/// The finding every row of a source without a finding column carries (`sirm`, `ricord`):
+/// its `finding`, default `COVID-19`.
+pub(crate) fn fixed_finding(src: &Source) -> &str {
+    src.config.finding.as_deref().unwrap_or("COVID-19")
 }
 
 /// Reads a configured input file (`rel` under `--sources`, symlinks followed) and records its

@@ -7,7 +7,9 @@
 
 use anyhow::Result;
 
-use super::{image_path, in_image_dir, read_input, source_path, ReadContext};
+use super::{
+    fixed_finding, image_path, in_image_dir, read_input, record_at, source_path, ReadContext,
+};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -24,7 +26,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let file = source_path(src, &src.metadata);
     let bytes = read_input(ctx, &file)?;
     let text = super::table::decode(&bytes, src.encoding, &file)?;
-    let finding = src.config.finding.as_deref().unwrap_or("COVID-19");
+    let finding = fixed_finding(src);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some(name) = line.split_whitespace().next() else {
@@ -32,13 +34,9 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         };
         let line_no = i as u64 + 1;
         let mut rec = Record {
-            source: src.name.clone(),
-            tag: src.tag.clone(),
-            file: file.clone(),
-            line: line_no,
             image: name.to_string(),
             finding: finding.to_string(),
-            ..Record::default()
+            ..record_at(src, &file, line_no)
         };
         match patient_of(name) {
             Some(p) => {

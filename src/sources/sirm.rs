@@ -10,7 +10,9 @@ use std::io::Cursor;
 use anyhow::{bail, Context, Result};
 use calamine::{Data, Range, Reader, Xlsx};
 
-use super::{image_path, in_image_dir, read_input, source_path, ReadContext};
+use super::{
+    fixed_finding, image_path, in_image_dir, read_input, record_at, source_path, ReadContext,
+};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -55,7 +57,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         })
     };
     let (name_col, format_col, url_col) = (column("FILE NAME")?, column("FORMAT")?, column("URL")?);
-    let finding = src.config.finding.as_deref().unwrap_or("COVID-19");
+    let finding = fixed_finding(src);
     let mut out = Vec::new();
     for (i, row) in rows.enumerate() {
         // Spreadsheet row numbers are 1-based and the header is the first row.
@@ -64,14 +66,10 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
             continue;
         }
         let mut rec = Record {
-            source: src.name.clone(),
-            tag: src.tag.clone(),
-            file: file.clone(),
-            line,
             patient: text(row.get(name_col)),
             finding: finding.to_string(),
             url: text(row.get(url_col)),
-            ..Record::default()
+            ..record_at(src, &file, line)
         };
         rec.subject = rec.patient.clone();
         let format = text(row.get(format_col)).to_lowercase();

@@ -243,28 +243,29 @@ pub fn assign(
         }
     };
     let mut pinned_records: HashSet<usize> = kept.iter().copied().filter(|&i| pinned(i)).collect();
+    // The kept records of `ids` in `source`: of `class` only when pins are per class.
+    let of_patients = |source: &str, class: &str, ids: &HashSet<String>| -> Vec<usize> {
+        let class = pipeline.class_index(class);
+        kept.iter()
+            .copied()
+            .filter(|&i| {
+                let r = &records[i];
+                r.source == source && (!per_class || r.label == class) && ids.contains(&r.patient)
+            })
+            .collect()
+    };
     for src in sources {
         for class in &src.config.test_single_image {
             let ids = single_image_patients(pipeline, records, &order, &src.name, class);
-            let class = pipeline.class_index(class);
-            pinned_records.extend(kept.iter().copied().filter(|&i| {
-                let r = &records[i];
-                r.source == src.name && (!per_class || r.label == class) && ids.contains(&r.patient)
-            }));
+            pinned_records.extend(of_patients(&src.name, class, &ids));
         }
     }
     let draw = pipeline.split.python_draw.as_ref();
     let mut rng = draw.map(|d| pyrandom::PyRandom::seed(d.seed as i128));
     if let (Some(d), Some(rng)) = (draw, rng.as_mut()) {
         for p in &d.pin_patients {
-            let patients = draw_patients(pipeline, records, &order, p, rng)?;
-            let class = pipeline.class_index(&p.class);
-            pinned_records.extend(kept.iter().copied().filter(|&i| {
-                let r = &records[i];
-                r.source == p.source
-                    && (!per_class || r.label == class)
-                    && patients.contains(&r.patient)
-            }));
+            let ids = draw_patients(pipeline, records, &order, p, rng)?;
+            pinned_records.extend(of_patients(&p.source, &p.class, &ids));
         }
     }
     let mut test_keys: HashSet<&str> = HashSet::default();
@@ -438,16 +439,13 @@ fn select_from_pool(
             chosen.push(cands[k]);
         }
     }
-    for &i in pool {
-        if taken.contains(&i) {
-            records[i].split = Some(Split::Test);
-        } else {
-            records[i].exclude(
-                Exclusion::TestPoolNotDrawn,
-                "in the test pool, not chosen by split.python_draw",
-            );
-        }
-    }
+    close_pool(
+        records,
+        pool,
+        &taken,
+        Exclusion::TestPoolNotDrawn,
+        "in the test pool, not chosen by split.python_draw",
+    );
     Ok(chosen)
 }
 
@@ -605,17 +603,31 @@ fn apply_test_list(
              (split.pinned_absent_tags)"
         );
     }
+    close_pool(
+        records,
+        pool,
+        &taken,
+        Exclusion::TestPoolNotPinned,
+        &format!("in the test pool, not in the pinned test list {file}"),
+    );
+    Ok((chosen, left_out))
+}
+
+/// Puts the pool records of `taken` in test and excludes the rest with `why`.
+fn close_pool(
+    records: &mut [Record],
+    pool: &[usize],
+    taken: &HashSet<usize>,
+    why: Exclusion,
+    detail: &str,
+) {
     for &i in pool {
         if taken.contains(&i) {
             records[i].split = Some(Split::Test);
         } else {
-            records[i].exclude(
-                Exclusion::TestPoolNotPinned,
-                format!("in the test pool, not in the pinned test list {file}"),
-            );
+            records[i].exclude(why, detail);
         }
     }
-    Ok((chosen, left_out))
 }
 
 /// Patient keys with records in both train and test, sorted.
