@@ -14,6 +14,10 @@
 //!   audit/                             the audit's reports
 //!   covidx.lock.json                   hashes of every input and output (written last)
 //! ```
+//!
+//! A part of a partitioned build (`covidx build --part K/N`) writes only its shards under
+//! `shards/` and `part.json`, the record of what it wrote; `covidx merge` makes a build
+//! directory of the parts.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -72,6 +76,9 @@ pub const AUDIT_HTML: &str = "audit/report.html";
 pub const AUDIT_CACHE: &str = "audit/cache.parquet";
 /// Where the build's sources were and how it ran (not reproducible, so not in the lock).
 pub const BUILD_INFO: &str = "build.json";
+/// A part's record of the shards it wrote (`covidx build --part K/N`; see
+/// [`crate::shards::part`]). Only a part directory has one.
+pub const PART: &str = "part.json";
 /// Files written by `covidx audit` (a rebuild removes them, except the cache: the reports
 /// describe the old build).
 pub const AUDIT_OUTPUTS: [&str; 4] = [AUDIT_MD, AUDIT_JSON, AUDIT_HTML, AUDIT_CACHE];
@@ -129,7 +136,7 @@ pub fn is_temp_of_ours(name: &str) -> bool {
             .iter()
             .chain(IMAGE_OUTPUTS.iter())
             .chain(AUDIT_OUTPUTS.iter())
-            .chain([LOCK, BUILD_INFO].iter())
+            .chain([LOCK, BUILD_INFO, PART].iter())
             .any(|f| f.rsplit('/').next() == Some(base))
 }
 
@@ -198,6 +205,11 @@ impl BuildDir {
     /// `shards/`.
     pub fn shards(&self) -> PathBuf {
         self.path(SHARDS)
+    }
+
+    /// `part.json` (a part directory's record).
+    pub fn part_record(&self) -> PathBuf {
+        self.path(PART)
     }
 
     /// `shards/index.json`.
@@ -271,6 +283,7 @@ impl BuildDir {
         }
         check(LOCK.to_string());
         check(BUILD_INFO.to_string());
+        check(PART.to_string());
         let mut dirs = vec![
             String::new(),
             "splits".to_string(),

@@ -48,22 +48,32 @@ pub struct Index {
 /// Reads a JSON file of ours, checking `format` and `version` before anything else, so a
 /// file of another version is reported as such rather than as a field error.
 fn load_versioned<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    load_json_format(path, what, FORMAT, VERSION)
+}
+
+/// [`Index::load`]'s checks for a JSON file of format `format`, version `version`.
+pub(crate) fn load_json_format<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    format: &str,
+    version: &str,
+) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: not JSON: not a covidx {what}", path.display()))?;
     let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
     match (field("format"), field("version")) {
-        (Some(f), Some(v)) if f == FORMAT => {
-            if v != VERSION {
+        (Some(f), Some(v)) if f == format => {
+            if v != version {
                 bail!(
-                    "{}: {what} version {v:?}; this covidx reads version {VERSION:?} (rebuild \
+                    "{}: {what} version {v:?}; this covidx reads version {version:?} (rebuild \
                      with this version)",
                     path.display()
                 );
             }
         }
         (f, _) => bail!(
-            "{}: format {:?} is not {FORMAT:?}: not a covidx {what}",
+            "{}: format {:?} is not {format:?}: not a covidx {what}",
             path.display(),
             f.unwrap_or_default()
         ),
@@ -73,7 +83,7 @@ fn load_versioned<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Re
 }
 
 /// Pretty JSON with a trailing newline (field order is the struct's: stable bytes).
-fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     let mut s = serde_json::to_string_pretty(v).expect("serialises");
     s.push('\n');
     s.into_bytes()
