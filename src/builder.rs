@@ -11,12 +11,14 @@ use anyhow::{bail, Context, Result};
 use crate::build_dir::{self, BuildDir};
 use crate::config::Pipeline;
 use crate::fsutil;
+use crate::imaging::stage::parts::{MergeSet, PartOutcome};
 use crate::imaging::stage::{self as image_stage, StageInput, StageOptions, StageOutcome};
 use crate::ingest::{self, ImageCheck};
 use crate::label;
 use crate::lock::{Lock, FORMAT};
 use crate::outputs;
 use crate::record::Record;
+use crate::shards::part::{PartRecord, PartSpec, PART_FORMAT, PART_VERSION};
 use crate::split::{self, Assignment};
 use crate::summary::Summary;
 
@@ -37,6 +39,10 @@ pub struct BuildOptions {
     pub strict: bool,
     /// Show image-stage progress.
     pub progress: bool,
+    /// Write only part K of N of the image stage (see [`build_part`]).
+    pub part: Option<PartSpec>,
+    /// Merge these part directories: every shard comes from its part, none is decoded.
+    pub merge: Vec<PathBuf>,
 }
 
 impl BuildOptions {
@@ -50,6 +56,8 @@ impl BuildOptions {
             images: false,
             strict: false,
             progress: false,
+            part: None,
+            merge: Vec::new(),
         }
     }
 }
@@ -160,8 +168,12 @@ fn image_params(pipeline_sha: &str, inputs: &crate::sources::InputHashes) -> Res
     ))
 }
 
-/// Runs a whole build and writes its outputs.
+/// Runs a whole build and writes its outputs (with [`BuildOptions::merge`]: the build of a
+/// partitioned image stage, from its parts).
 pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
+    if opts.part.is_some() {
+        bail!("a part of a partitioned build is run with builder::build_part");
+    }
     let (pipeline, pipeline_bytes) = Pipeline::load(&opts.pipeline)?;
     let check = if opts.metadata_only {
         ImageCheck::Exists
@@ -171,8 +183,28 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     if opts.images && opts.metadata_only {
         bail!("--images reads every image: it cannot be combined with --metadata-only");
     }
-    let run_images = opts.images || (pipeline.images.enabled && !opts.metadata_only);
+    let merge = match opts.merge.as_slice() {
+        [] => None,
+        dirs if opts.metadata_only => bail!(
+            "merging {} parts writes their shards: it cannot be combined with --metadata-only",
+            dirs.len()
+        ),
+        dirs => Some(MergeSet::load(dirs)?),
+    };
+    let run_images =
+        opts.images || merge.is_some() || (pipeline.images.enabled && !opts.metadata_only);
     check_out_dir(&opts.out, &opts.sources)?;
+    if let Some(m) = &merge {
+        let out = resolved(&opts.out)?;
+        for d in m.dirs() {
+            if resolved(d)? == out {
+                bail!(
+                    "--out {} is one of the parts being merged; merge into another directory",
+                    opts.out.display()
+                );
+            }
+        }
+    }
     let dir = BuildDir::new(&opts.out);
     let _held = dir.lock_exclusive()?;
     let (mut records, assignment, inputs) = plan(&pipeline, &opts.sources, check)?;
@@ -198,7 +230,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
             strict: opts.strict,
             progress: opts.progress,
         };
-        let outcome = image_stage::run(&input, stage_opts)?;
+        let outcome = match &merge {
+            Some(m) => image_stage::run_merge(&input, stage_opts, m)?,
+            None => image_stage::run(&input, stage_opts)?,
+        };
         for q in &outcome.quarantine {
             records[q.record].image_error = Some(format!("{}: {}", q.reason, q.detail));
         }
@@ -246,6 +281,56 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         audit,
         audit_failed,
     })
+}
+
+/// Runs part `opts.part` of a partitioned build: the metadata stages (the same in every
+/// part), then only the image stage's shards that the part owns, into `opts.out` with its
+/// `part.json`. `covidx merge` (a build with [`BuildOptions::merge`]) makes the build.
+pub fn build_part(opts: &BuildOptions) -> Result<PartOutcome> {
+    let Some(part) = opts.part else {
+        bail!("build_part needs BuildOptions::part");
+    };
+    if opts.metadata_only {
+        bail!("--part {part} writes shards: it cannot be combined with --metadata-only");
+    }
+    if !opts.merge.is_empty() {
+        bail!("--part and --merge are separate steps: run the parts, then merge them");
+    }
+    let (pipeline, pipeline_bytes) = Pipeline::load(&opts.pipeline)?;
+    check_out_dir(&opts.out, &opts.sources)?;
+    let dir = BuildDir::new(&opts.out);
+    let _held = dir.lock_exclusive()?;
+    let (records, assignment, inputs) = plan(&pipeline, &opts.sources, ImageCheck::Hash)?;
+    let pipeline_sha = fsutil::sha256_hex(&pipeline_bytes);
+    let params = image_params(&pipeline_sha, &inputs)?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let record = PartRecord {
+        format: PART_FORMAT.to_string(),
+        version: PART_VERSION.to_string(),
+        tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
+        part,
+        pipeline: pipeline.name.clone(),
+        pipeline_sha256: pipeline_sha,
+        pipeline_path: abs(&opts.pipeline).display().to_string(),
+        sources: abs(&opts.sources).display().to_string(),
+        params: params.clone(),
+        planned: BTreeMap::new(),
+        complete: false,
+        shards: Vec::new(),
+    };
+    let input = StageInput {
+        pipeline: &pipeline,
+        sources_dir: &opts.sources,
+        records: &records,
+        assignment: &assignment,
+        dir: &dir,
+        params: &params,
+    };
+    let stage_opts = StageOptions {
+        strict: opts.strict,
+        progress: opts.progress,
+    };
+    image_stage::parts::run_part(&input, stage_opts, record)
 }
 
 /// Writes `build.json`: where the sources and the pipeline were, so `covidx audit` finds the

@@ -1,41 +1,91 @@
-//! `covidx build PIPELINE --sources DIR --out DIR [--metadata-only]`.
+//! `covidx build PIPELINE --sources DIR --out DIR [--metadata-only | --part K/N | --merge PART...]`.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 use super::BuildArgs;
-use crate::builder::{build, BuildOptions, BuildOutcome};
+use crate::builder::{build, build_part, BuildOptions, BuildOutcome};
+use crate::imaging::stage::parts::PartOutcome;
 use crate::summary;
 
 /// Runs the build and prints its summary.
 pub fn run(args: &BuildArgs, quiet: bool) -> Result<ExitCode> {
-    let outcome = build(&BuildOptions {
+    let opts = BuildOptions {
         metadata_only: args.metadata_only,
         images: args.images,
         strict: args.strict,
         progress: !quiet,
+        part: args.part,
+        merge: args.merge.clone(),
         ..BuildOptions::new(
             args.pipeline.clone(),
             args.sources.clone(),
             args.out.clone(),
         )
-    })?;
+    };
+    if opts.part.is_some() {
+        let outcome = build_part(&opts)?;
+        if !quiet {
+            print_part_report(&outcome, &args.out);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    finish(build(&opts)?, &args.out, quiet)
+}
+
+/// Prints a build's report and turns a failed audit into exit status 1.
+pub fn finish(outcome: BuildOutcome, out: &std::path::Path, quiet: bool) -> Result<ExitCode> {
     if !quiet {
-        print_report(&outcome, &args.out);
+        print_report(&outcome, out);
     }
     if !outcome.audit_failed.is_empty() {
         eprintln!(
             "covidx build: the build is written, but its audit failed: {} (see {}; the \
              pipeline's [audit] fail_on decides what fails a build)",
             outcome.audit_failed.join(", "),
-            crate::build_dir::BuildDir::new(&args.out)
+            crate::build_dir::BuildDir::new(out)
                 .path(crate::build_dir::AUDIT_MD)
                 .display()
         );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a part wrote.
+pub fn print_part_report(outcome: &PartOutcome, out: &std::path::Path) {
+    let r = &outcome.record;
+    let planned: usize = r.planned.values().sum();
+    let samples: usize = r.shards.iter().map(|s| s.progress.shard.samples).sum();
+    println!(
+        "covidx build: pipeline {:?}, part {}: {} of the build's {planned} shards ({samples} \
+         samples)",
+        r.pipeline,
+        r.part,
+        r.shards.len()
+    );
+    println!(
+        "shards reused from an earlier run of this part: {}, written: {}; quarantined images: {}",
+        outcome.reused,
+        outcome.written,
+        outcome.quarantine.len()
+    );
+    for q in outcome.quarantine.iter().take(10) {
+        println!("  quarantined {}: {}: {}", q.path, q.reason, q.detail);
+    }
+    if !outcome.removed.is_empty() {
+        println!(
+            "removed {} files that are not this part's (e.g. {})",
+            outcome.removed.len(),
+            outcome.removed[0]
+        );
+    }
+    println!(
+        "wrote {}; when all {} parts are done: covidx merge OUT PART...",
+        crate::build_dir::BuildDir::new(out).part_record().display(),
+        r.part.n
+    );
 }
 
 /// Prints the summary table and where the outputs went.
@@ -74,6 +124,9 @@ pub fn print_report(outcome: &BuildOutcome, out: &std::path::Path) {
                 entries.len(),
                 s = img.index.size
             );
+        }
+        if img.merged > 0 {
+            println!("shards taken from the parts: {}", img.merged);
         }
         println!(
             "shards reused from an interrupted run: {}, written: {}; quarantined images: {}{}",

@@ -5,6 +5,7 @@ mod build;
 mod demo;
 mod eval;
 mod export;
+mod merge;
 mod predict;
 mod train;
 mod verify;
@@ -33,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Build split files, manifest and lock file from a pipeline and a sources directory.
     Build(BuildArgs),
+    /// Join the parts of a partitioned build (`build --part K/N`) into one build, byte for
+    /// byte the build one machine would write.
+    Merge(MergeArgs),
     /// Recompute every hash of a lock file and list what differs (exit 1 if anything does).
     Verify(VerifyArgs),
     /// Write a generated miniature of the upstream layouts and build it (no downloads).
@@ -244,6 +248,33 @@ pub struct BuildArgs {
     /// Fail on the first bad image instead of quarantining it.
     #[arg(long)]
     pub strict: bool,
+    /// Write only part K of N of the image stage (K from 1; shard g goes to part g % N + 1)
+    /// and its part.json into --out; `covidx merge` joins the parts.
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["metadata_only", "merge"])]
+    pub part: Option<crate::shards::PartSpec>,
+    /// Build from these part directories: each shard is taken from its part, checked, not
+    /// decoded (the same as `covidx merge`).
+    #[arg(long, value_name = "PART", num_args = 1.., conflicts_with = "metadata_only")]
+    pub merge: Vec<PathBuf>,
+}
+
+/// Arguments of `covidx merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Output directory of the merged build.
+    pub out: PathBuf,
+    /// The part directories (`covidx build --part K/N --out PART`), all N of them.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// Pipeline file (default: the one the parts record).
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// Directory holding the upstream layouts (default: the one the parts record).
+    #[arg(long)]
+    pub sources: Option<PathBuf>,
+    /// Fail if any part quarantined an image.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Arguments of `covidx verify`.
@@ -286,6 +317,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = match &cli.command {
         Command::Build(a) => build::run(a, cli.quiet),
+        Command::Merge(a) => merge::run(a, cli.quiet),
         Command::Verify(a) => verify::run(a, cli.quiet),
         Command::Demo(a) => demo::run(a, cli.quiet),
         Command::Export(a) => export::run(a, cli.quiet),

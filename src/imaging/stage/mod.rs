@@ -4,13 +4,15 @@
 //! thread count.
 //!
 //! By concern: [`sample`] turns one image into its samples, `worker` writes one shard on the
-//! rayon pool, [`resume`] keeps the finished shards of an interrupted run, [`tables`] writes
-//! `quarantine.csv` and `augment.parquet`; this module plans the shards and runs them in order.
+//! rayon pool, [`resume`] keeps the finished shards of an interrupted run, [`parts`] runs one
+//! part of a partitioned build and merges the parts, [`tables`] writes `quarantine.csv` and
+//! `augment.parquet`; this module plans the shards and runs them in order.
 //!
 //! Shard k of a split holds a fixed slice of that split's records (training records in a seeded
 //! shuffled order, test records in split order), so its bytes depend only on the inputs: a
 //! rerun keeps every shard whose file still matches and redoes the others.
 
+pub mod parts;
 pub mod resume;
 pub mod sample;
 pub mod tables;
@@ -72,6 +74,8 @@ pub struct StageOutcome {
     pub reused: usize,
     /// Shards written by this run.
     pub written: usize,
+    /// Shards taken from the parts of a partitioned build (a merge).
+    pub merged: usize,
     /// Every file the stage wrote (relative to the build directory) and its SHA-256.
     pub outputs: BTreeMap<String, String>,
 }
@@ -110,10 +114,33 @@ fn plan(pipeline: &Pipeline, keys: &[String], assignment: &Assignment) -> Vec<Sp
 /// Runs the image stage for a planned build: writes `shards/`, `quarantine.csv` and
 /// `augment.parquet` of `input.dir`.
 pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
+    run_with(input, opts, None)
+}
+
+/// Runs the image stage of a merge: every shard comes from the part of `parts` that owns it
+/// (checked against the part's hashes), none is decoded; the rest is as [`run`], so the
+/// merged build is byte-identical to one written on one machine.
+pub fn run_merge(
+    input: &StageInput<'_>,
+    opts: StageOptions,
+    parts: &parts::MergeSet,
+) -> Result<StageOutcome> {
+    run_with(input, opts, Some(parts))
+}
+
+fn run_with(
+    input: &StageInput<'_>,
+    opts: StageOptions,
+    merge: Option<&parts::MergeSet>,
+) -> Result<StageOutcome> {
     let (pipeline, dir) = (input.pipeline, input.dir);
     let keys: Vec<String> = input.records.iter().map(record_key).collect();
     let roots = crate::ingest::SourceRoots::new(input.sources_dir, &pipeline.resolved_sources());
     let plans = plan(pipeline, &keys, input.assignment);
+    if let Some(m) = merge {
+        m.check(input.params, &plans)?;
+    }
+    let mut global = 0usize;
     let mut resume = resume::Resume::load(dir, input.params);
     let mut index = Index::new(input.params, pipeline.images.size, &pipeline.classes);
     let total: usize = plans.iter().flat_map(|p| &p.chunks).map(Vec::len).sum();
@@ -122,7 +149,7 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&ms| ms > 0);
-    let (mut reused, mut written) = (0, 0);
+    let (mut reused, mut written, mut merged) = (0, 0, 0);
     for plan in &plans {
         std::fs::create_dir_all(dir.shard_split_dir(plan.split)).map_err(|e| {
             anyhow::anyhow!(
@@ -131,8 +158,23 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
             )
         })?;
         for (k, chunk) in plan.chunks.iter().enumerate() {
+            let g = global;
+            global += 1;
             let path = dir.shard(plan.split, &build_dir::shard_file(k));
-            if let Some(p) = resume.reusable(plan.split, k, &path) {
+            let kept = match resume.reusable(plan.split, k, &path) {
+                Some(p) => {
+                    reused += 1;
+                    Some(p.clone())
+                }
+                None => match merge {
+                    Some(m) => {
+                        merged += 1;
+                        Some(m.take(plan.split, k, g, &path)?)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(p) = kept {
                 if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
                     bail!(
                         "{}: {}: {}; --strict stops here",
@@ -141,10 +183,11 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
                         q.detail
                     );
                 }
-                let p = p.clone();
                 reporter.add(chunk.len() as u64);
                 resume.finished(plan.split, p);
-                reused += 1;
+                if merge.is_some() {
+                    resume.save(dir, &mut index, false)?;
+                }
                 continue;
             }
             let t = Instant::now();
@@ -185,7 +228,7 @@ pub fn run(input: &StageInput<'_>, opts: StageOptions) -> Result<StageOutcome> {
         &keys,
         resume.current(),
         index,
-        (reused, written),
+        (reused, written, merged),
     )?;
     outcome.outputs.extend(state);
     Ok(outcome)
@@ -199,7 +242,7 @@ fn finish(
     keys: &[String],
     progress: &crate::shards::Progress,
     index: Index,
-    (reused, written): (usize, usize),
+    (reused, written, merged): (usize, usize, usize),
 ) -> Result<StageOutcome> {
     let (cfg, dir) = (&input.pipeline.images, input.dir);
     let mut quarantine = Vec::new();
@@ -253,6 +296,7 @@ fn finish(
         samples,
         reused,
         written,
+        merged,
         outputs,
     })
 }

@@ -47,11 +47,7 @@ impl Resume {
     /// table still have the recorded hashes.
     pub fn reusable(&self, split: Split, k: usize, path: &Path) -> Option<&ShardProgress> {
         let p = self.previous.splits.get(split.name())?.get(k)?;
-        let name = path.file_name()?.to_str()?;
-        let facts = path.with_file_name(build_dir::facts_of_shard(name));
-        let same = |path: &Path, sha: &str| fsutil::sha256_file(path).ok().as_deref() == Some(sha);
-        (p.shard.file == name && same(path, &p.shard.sha256) && same(&facts, &p.images_sha256))
-            .then_some(p)
+        files_match(p, path).then_some(p)
     }
 
     /// Records a finished shard (the next of its split).
@@ -88,6 +84,17 @@ impl Resume {
         }
         Ok(written)
     }
+}
+
+/// True when the shard file at `path` is the one `p` records and it and its image-facts
+/// table still have the recorded hashes.
+pub fn files_match(p: &ShardProgress, path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let facts = path.with_file_name(build_dir::facts_of_shard(name));
+    let same = |path: &Path, sha: &str| fsutil::sha256_file(path).ok().as_deref() == Some(sha);
+    p.shard.file == name && same(path, &p.shard.sha256) && same(&facts, &p.images_sha256)
 }
 
 /// Removes shards (and their image-facts tables) numbered `n` and above of `split` (left by an earlier build with more
