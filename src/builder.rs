@@ -62,6 +62,16 @@ impl BuildOptions {
     }
 }
 
+impl BuildOptions {
+    /// How the image stage reports and fails.
+    fn stage_options(&self) -> StageOptions {
+        StageOptions {
+            strict: self.strict,
+            progress: self.progress,
+        }
+    }
+}
+
 /// Everything a build produced.
 #[derive(Debug)]
 pub struct BuildOutcome {
@@ -226,10 +236,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
             dir: &dir,
             params: &params,
         };
-        let stage_opts = StageOptions {
-            strict: opts.strict,
-            progress: opts.progress,
-        };
+        let stage_opts = opts.stage_options();
         let outcome = match &merge {
             Some(m) => image_stage::run_merge(&input, stage_opts, m)?,
             None => image_stage::run(&input, stage_opts)?,
@@ -326,11 +333,7 @@ pub fn build_part(opts: &BuildOptions) -> Result<PartOutcome> {
         dir: &dir,
         params: &params,
     };
-    let stage_opts = StageOptions {
-        strict: opts.strict,
-        progress: opts.progress,
-    };
-    image_stage::parts::run_part(&input, stage_opts, record)
+    image_stage::parts::run_part(&input, opts.stage_options(), record)
 }
 
 /// Writes `build.json`: where the sources and the pipeline were, so `covidx audit` finds the

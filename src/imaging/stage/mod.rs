@@ -175,14 +175,7 @@ fn run_with(
                 },
             };
             if let Some(p) = kept {
-                if let (true, Some(q)) = (opts.strict, p.quarantined.first()) {
-                    bail!(
-                        "{}: {}: {}; --strict stops here",
-                        q.path,
-                        q.reason,
-                        q.detail
-                    );
-                }
+                stop_if_strict(opts.strict, &p)?;
                 reporter.add(chunk.len() as u64);
                 resume.finished(plan.split, p);
                 if merge.is_some() {
@@ -232,6 +225,19 @@ fn run_with(
     )?;
     outcome.outputs.extend(state);
     Ok(outcome)
+}
+
+/// With `--strict`, the error for a kept (reused or merged) shard that quarantined an image.
+fn stop_if_strict(strict: bool, p: &ShardProgress) -> Result<()> {
+    if let (true, Some(q)) = (strict, p.quarantined.first()) {
+        bail!(
+            "{}: {}: {}; --strict stops here",
+            q.path,
+            q.reason,
+            q.detail
+        );
+    }
+    Ok(())
 }
 
 /// Collects the stage's results and writes its tables (the index and resume state are

@@ -125,14 +125,7 @@ pub fn run_part(
             written += 1;
             p
         };
-        if let (true, Some(q)) = (opts.strict, progress.quarantined.first()) {
-            bail!(
-                "{}: {}: {}; --strict stops here",
-                q.path,
-                q.reason,
-                q.detail
-            );
-        }
+        super::stop_if_strict(opts.strict, &progress)?;
         quarantine.extend(progress.quarantined.iter().cloned());
         record.shards.push(PartShard {
             split: plan.split.name().to_string(),
