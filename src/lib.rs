@@ -5,7 +5,7 @@
 //! metadata [`outputs`] (the [`manifest`], [`summary`], split files) and, when enabled, the
 //! [`imaging`] stage writing [`shards`]; [`lock`] records and verifies every hash.
 //! [`builder`] only orchestrates them; [`cli`] exposes them; [`demo`] generates a miniature of
-//! the upstream layouts.
+//! the upstream layouts; [`export`] writes a build's shards for other loaders.
 //!
 //! A finished build is read back through one typed layer: [`build_dir::BuildDir`] names every
 //! file, [`manifest::Manifest`] reads the manifest, [`shards::Shard`] maps a shard without
@@ -19,6 +19,7 @@ pub mod builder;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod fsutil;
 pub mod imaging;
 pub mod ingest;

@@ -30,24 +30,6 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_covidx")
 }
 
-/// `COVIDX_PYTHON` (set by .ci/run), else python3, if it imports `modules`.
-fn python_with(modules: &[&str], test: &str) -> Option<String> {
-    let py = std::env::var("COVIDX_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .arg("-c")
-        .arg(format!("import {}", modules.join(", ")))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!(
-            "SKIPPED {test}: {py} lacks {modules:?} (run scripts/setup-python.sh and set \
-             COVIDX_PYTHON=.venv-test/bin/python)"
-        );
-    }
-    ok.then_some(py)
-}
-
 fn demo(dir: &Path) -> covidx::builder::BuildOutcome {
     let sources = dir.join("sources");
     covidx::demo::write_sources(&sources).unwrap();
@@ -416,7 +398,7 @@ fn real_sample_images_decode_and_python_reads_the_shards() {
         t.classes, t.columns, t.counts, t.cramers_v, im.probe.results
     );
 
-    let Some(py) = python_with(&["numpy", "safetensors"], "python reads the shards") else {
+    let Some(py) = common::python_with(&["numpy", "safetensors"], "python reads the shards") else {
         return;
     };
     let script = r#"
@@ -445,7 +427,8 @@ print(n)
 
 #[test]
 fn dicom_pixels_match_pydicom() {
-    let Some(py) = python_with(&["pydicom", "numpy", "PIL"], "dicom_pixels_match_pydicom") else {
+    let Some(py) = common::python_with(&["pydicom", "numpy", "PIL"], "dicom_pixels_match_pydicom")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

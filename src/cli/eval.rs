@@ -20,7 +20,7 @@ pub fn run(a: &EvalArgs, _quiet: bool) -> Result<ExitCode> {
         other => anyhow::bail!("--split {other:?}: test or train"),
     };
     let dir = BuildDir::new(&a.build);
-    super::export::check_consistent(&dir)?;
+    crate::export::check_consistent(&dir)?;
     let device = trainer::device(&a.device)?;
     let ckpt = infer::open(&a.checkpoint, None, None, device)?;
     let e = infer::eval(&ckpt, &dir, split, a.batch, a.covid_percent, a.seed, device)?;

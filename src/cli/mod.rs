@@ -41,7 +41,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a generated miniature of the upstream layouts and build it (no downloads).
     Demo(DemoArgs),
-    /// Export a build's shards for other trainers (COVID-Net's train/ and test/ PNG folders).
+    /// Export a build's shards for other loaders: COVID-Net's PNG folders, WebDataset tars,
+    /// Hugging Face Parquet.
     Export(ExportArgs),
     /// Audit a finished build: label mapping, patient overlap, label-vs-source confounding.
     Audit(AuditArgs),
@@ -216,16 +217,31 @@ pub struct AuditArgs {
 /// Arguments of `covidx export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// Output format (only `png`: COVID-Net's folder layout).
-    #[arg(long, default_value = "png")]
-    pub format: String,
+    /// Output format: `png` (COVID-Net's train/ and test/ folders), `webdataset` (tar
+    /// shards), `hf` (Parquet shards for Hugging Face `datasets`).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Png)]
+    pub format: ExportFormat,
     /// A build's output directory (with shards/ and manifest.parquet).
     pub build: PathBuf,
-    /// Where to write train/ and test/.
+    /// Where to write the export.
     pub dir: PathBuf,
-    /// Also export augmented copies (named `<stem>.aug<k>.png`).
+    /// Also export augmented copies (png: named `<stem>.aug<k>.png`; others: `copy` > 0).
     #[arg(long)]
     pub all_copies: bool,
+    /// Samples per tar or Parquet file (webdataset, hf).
+    #[arg(long, default_value_t = 1000)]
+    pub samples_per_shard: usize,
+}
+
+/// Formats of `covidx export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// COVID-Net's folder layout, one PNG per sample under its split-file name.
+    Png,
+    /// WebDataset tar shards: `<key>.png`, `<key>.cls`, `<key>.json`.
+    Webdataset,
+    /// Parquet shards with an `image` column and a `ClassLabel` `label`.
+    Hf,
 }
 
 /// Arguments of `covidx build`.

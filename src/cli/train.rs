@@ -28,7 +28,7 @@ pub fn run(a: &TrainArgs, quiet: bool) -> Result<ExitCode> {
         .as_ref()
         .expect("clap requires BUILD without --synthetic");
     let dir = BuildDir::new(build);
-    super::export::check_consistent(&dir)?;
+    crate::export::check_consistent(&dir)?;
     let cfg = TrainConfig {
         out: a.out.clone().unwrap_or_else(|| build.join("train")),
         epochs: a.epochs,

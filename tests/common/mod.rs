@@ -41,3 +41,21 @@ pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `COVIDX_PYTHON` (set by .ci/run), else python3, if it imports `modules`.
+pub fn python_with(modules: &[&str], test: &str) -> Option<String> {
+    let py = std::env::var("COVIDX_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&py)
+        .arg("-c")
+        .arg(format!("import {}", modules.join(", ")))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!(
+            "SKIPPED {test}: {py} lacks {modules:?} (run scripts/setup-python.sh and set \
+             COVIDX_PYTHON=.venv-test/bin/python)"
+        );
+    }
+    ok.then_some(py)
+}
