@@ -5,7 +5,8 @@
 //! metadata [`outputs`] (the [`manifest`], [`summary`], split files) and, when enabled, the
 //! [`imaging`] stage writing [`shards`]; [`lock`] records and verifies every hash.
 //! [`builder`] only orchestrates them; [`cli`] exposes them; [`demo`] generates a miniature of
-//! the upstream layouts; [`export`] writes a build's shards for other loaders.
+//! the upstream layouts; [`export`] writes a build's shards for other loaders; [`storage`]
+//! lets `--sources` and `--out` be `s3://` prefixes.
 //!
 //! A finished build is read back through one typed layer: [`build_dir::BuildDir`] names every
 //! file, [`manifest::Manifest`] reads the manifest, [`shards::Shard`] maps a shard without
@@ -33,5 +34,6 @@ pub mod record;
 pub mod shards;
 pub mod sources;
 pub mod split;
+pub mod storage;
 pub mod summary;
 pub mod train;

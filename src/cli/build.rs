@@ -7,10 +7,19 @@ use anyhow::Result;
 use super::BuildArgs;
 use crate::builder::{build, build_part, BuildOptions, BuildOutcome};
 use crate::imaging::stage::parts::PartOutcome;
+use crate::storage;
 use crate::summary;
 
 /// Runs the build and prints its summary.
 pub fn run(args: &BuildArgs, quiet: bool) -> Result<ExitCode> {
+    for part in &args.merge {
+        storage::require_local(part, "--merge")?;
+    }
+    let (sources, fetched) = storage::sources(&args.sources)?;
+    if let (Some(t), false) = (fetched, quiet) {
+        println!("sources {}: fetched {t}", args.sources.display());
+    }
+    let out = storage::Output::open(&args.out)?;
     let opts = BuildOptions {
         metadata_only: args.metadata_only,
         images: args.images,
@@ -18,20 +27,33 @@ pub fn run(args: &BuildArgs, quiet: bool) -> Result<ExitCode> {
         progress: !quiet,
         part: args.part,
         merge: args.merge.clone(),
-        ..BuildOptions::new(
-            args.pipeline.clone(),
-            args.sources.clone(),
-            args.out.clone(),
-        )
+        ..BuildOptions::new(args.pipeline.clone(), sources, out.dir())
     };
     if opts.part.is_some() {
         let outcome = build_part(&opts)?;
+        publish(&out, quiet)?;
         if !quiet {
             print_part_report(&outcome, &args.out);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    finish(build(&opts)?, &args.out, quiet)
+    let outcome = build(&opts)?;
+    publish(&out, quiet)?;
+    finish(outcome, &args.out, quiet)
+}
+
+/// Uploads the finished build to a remote `--out` (nothing for a local one).
+fn publish(out: &storage::Output, quiet: bool) -> Result<()> {
+    if let Some(t) = out.publish()? {
+        if !quiet {
+            let url = out.remote().map(|r| r.url()).unwrap_or_default();
+            println!(
+                "published to {url}: {t} (staged in {})",
+                out.dir().display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Prints a build's report and turns a failed audit into exit status 1.

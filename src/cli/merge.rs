@@ -12,6 +12,10 @@ use crate::imaging::stage::parts::MergeSet;
 /// Merges the parts (pipeline and sources default to those the parts record) and prints the
 /// build's report.
 pub fn run(args: &MergeArgs, quiet: bool) -> Result<ExitCode> {
+    crate::storage::require_local(&args.out, "OUT")?;
+    for part in &args.parts {
+        crate::storage::require_local(part, "PART")?;
+    }
     let parts = MergeSet::load(&args.parts)?;
     let first = parts.first();
     let pipeline = args

@@ -249,10 +249,12 @@ pub enum ExportFormat {
 pub struct BuildArgs {
     /// Pipeline file (e.g. pipelines/covidx2.toml).
     pub pipeline: PathBuf,
-    /// Directory holding the upstream layouts.
+    /// Directory holding the upstream layouts, or `s3://bucket/prefix` (mirrored into the
+    /// local cache first) or `file:///dir`.
     #[arg(long, default_value = "data/sources")]
     pub sources: PathBuf,
-    /// Output directory.
+    /// Output directory, or `s3://bucket/prefix` (built in a local staging directory, then
+    /// uploaded with the lock last) or `file:///dir`.
     #[arg(long, default_value = "data/out")]
     pub out: PathBuf,
     /// Check that image files exist, without reading them (skips the image stage).
