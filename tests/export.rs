@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use covidx::build_dir::BuildDir;
-use covidx::builder::{build, BuildOptions};
 use covidx::export::Record;
 use covidx::record::Split;
 use covidx::shards::Dataset;
@@ -23,15 +22,7 @@ fn bin() -> &'static str {
 
 /// The demo build (two augmented copies per training sample) under `dir/out`.
 fn demo(dir: &Path) -> PathBuf {
-    let sources = dir.join("sources");
-    covidx::demo::write_sources(&sources).unwrap();
-    std::fs::write(dir.join("demo.toml"), covidx::demo::PIPELINE).unwrap();
-    build(&BuildOptions::new(
-        dir.join("demo.toml"),
-        sources,
-        dir.join("out"),
-    ))
-    .unwrap();
+    common::demo_build(dir);
     dir.join("out")
 }
 

@@ -31,15 +31,7 @@ fn bin() -> &'static str {
 }
 
 fn demo(dir: &Path) -> covidx::builder::BuildOutcome {
-    let sources = dir.join("sources");
-    covidx::demo::write_sources(&sources).unwrap();
-    std::fs::write(dir.join("demo.toml"), covidx::demo::PIPELINE).unwrap();
-    build(&BuildOptions::new(
-        dir.join("demo.toml"),
-        sources,
-        dir.join("out"),
-    ))
-    .unwrap()
+    common::demo_build(dir)
 }
 
 #[test]

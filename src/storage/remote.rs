@@ -87,6 +87,22 @@ impl Seen {
     }
 }
 
+/// A cache state file, or an empty state when it is missing or unreadable (then everything
+/// is fetched or uploaded again).
+fn load<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Writes a cache state file atomically.
+fn save(path: &Path, state: &impl Serialize) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(state)?;
+    json.push(b'\n');
+    crate::fsutil::write_atomic(path, &json)
+}
+
 /// Size and modification time (ns since the epoch) of a local file.
 fn stat(path: &Path) -> Result<(u64, u128)> {
     let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
@@ -197,10 +213,7 @@ impl Remote {
         let tree = dir.join(TREE);
         std::fs::create_dir_all(&tree).with_context(|| format!("creating {}", tree.display()))?;
         let state_path = dir.join(STATE);
-        let old: BTreeMap<String, Seen> = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            Err(_) => BTreeMap::new(),
-        };
+        let old: BTreeMap<String, Seen> = load(&state_path);
         let listing = self.rt.block_on(self.list())?;
         if listing.is_empty() {
             bail!("{}: no objects under this prefix", self.url);
@@ -228,9 +241,7 @@ impl Remote {
                 .buffer_unordered(CONCURRENCY)
                 .try_fold(0u64, |a, b| async move { Ok(a + b) }),
         )?;
-        let mut json = serde_json::to_vec_pretty(&seen)?;
-        json.push(b'\n');
-        crate::fsutil::write_atomic(&state_path, &json)?;
+        save(&state_path, &seen)?;
         Ok(Transfer {
             objects: listing.len(),
             moved,
@@ -301,10 +312,7 @@ impl Remote {
             );
         }
         let state_path = dir.join(PUBLISHED);
-        let old: BTreeMap<String, Published> = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            Err(_) => BTreeMap::new(),
-        };
+        let old: BTreeMap<String, Published> = load(&state_path);
         let remote: BTreeMap<String, ObjectMeta> =
             self.rt.block_on(self.list())?.into_iter().collect();
         let mut stats = BTreeMap::new();
@@ -370,9 +378,7 @@ impl Remote {
             }
             Ok::<usize, anyhow::Error>(removed)
         })?;
-        let mut json = serde_json::to_vec_pretty(&published)?;
-        json.push(b'\n');
-        crate::fsutil::write_atomic(&state_path, &json)?;
+        save(&state_path, &published)?;
         Ok(Transfer {
             objects: files.len(),
             moved,

@@ -59,3 +59,17 @@ pub fn python_with(modules: &[&str], test: &str) -> Option<String> {
     }
     ok.then_some(py)
 }
+
+/// The demo's sources and pipeline under `dir` (`sources/`, `demo.toml`), built into
+/// `dir/out`.
+pub fn demo_build(dir: &Path) -> covidx::builder::BuildOutcome {
+    let sources = dir.join("sources");
+    covidx::demo::write_sources(&sources).unwrap();
+    std::fs::write(dir.join("demo.toml"), covidx::demo::PIPELINE).unwrap();
+    covidx::builder::build(&covidx::builder::BuildOptions::new(
+        dir.join("demo.toml"),
+        sources,
+        dir.join("out"),
+    ))
+    .unwrap()
+}
