@@ -11,12 +11,25 @@ use crate::fsutil;
 use crate::record::{Exclusion, Record};
 use crate::sources::{self, InputHashes, ReadContext};
 
-/// Reads every source, in declaration order.
+/// Reads every source, in parallel, and returns their records in declaration order (the
+/// first failing source's error, in that order, if any fails).
 pub fn read_all(root: &Path, sources: &[Source], inputs: &mut InputHashes) -> Result<Vec<Record>> {
+    let read: Vec<Result<(Vec<Record>, InputHashes)>> = sources
+        .par_iter()
+        .map(|src| {
+            let mut own = InputHashes::new();
+            let mut ctx = ReadContext {
+                root,
+                inputs: &mut own,
+            };
+            Ok((sources::read(&mut ctx, src)?, own))
+        })
+        .collect();
     let mut records = Vec::new();
-    let mut ctx = ReadContext { root, inputs };
-    for src in sources {
-        records.extend(sources::read(&mut ctx, src)?);
+    for result in read {
+        let (recs, hashes) = result?;
+        records.extend(recs);
+        inputs.extend(hashes);
     }
     sources::apply_url_filters(sources, &mut records);
     Ok(records)

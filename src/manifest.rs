@@ -65,41 +65,67 @@ pub const COLUMNS: [(&str, ColumnType); 20] = [
 ];
 
 /// Builds the manifest DataFrame: one row per candidate record, every column of [`COLUMNS`].
+/// String columns are filled from borrowed `&str`s (no per-record copies).
 pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
     let n = records.len();
-    let col = |name: &str, f: &dyn Fn(&Record) -> String| -> Column {
-        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
+    let strs = |f: fn(&Record) -> &String| -> Vec<&str> {
+        records.iter().map(|r| f(r).as_str()).collect()
     };
-    let opt = |name: &str, f: &dyn Fn(&Record) -> Option<String>| -> Column {
-        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
-    };
+    let col = |name: &str, values: Vec<&str>| -> Column { Column::new(name.into(), values) };
+    let opt =
+        |name: &str, values: Vec<Option<&str>>| -> Column { Column::new(name.into(), values) };
+    let keys: Vec<String> = records.iter().map(Record::patient_key).collect();
     let columns = vec![
         Column::new("record".into(), (0..n as u64).collect::<Vec<_>>()),
-        col("source", &|r| r.source.clone()),
-        col("tag", &|r| r.tag.clone()),
-        col("file", &|r| r.file.clone()),
+        col("source", strs(|r| &r.source)),
+        col("tag", strs(|r| &r.tag)),
+        col("file", strs(|r| &r.file)),
         Column::new(
             "line".into(),
             records.iter().map(|r| r.line).collect::<Vec<_>>(),
         ),
-        col("patient", &|r| r.patient.clone()),
-        col("patient_key", &|r| r.patient_key()),
-        col("image", &|r| r.image.clone()),
-        col("path", &|r| r.path.clone()),
-        col("finding", &|r| r.finding.clone()),
-        col("finding_parsed", &|r| r.parsed.clone()),
-        col("view", &|r| r.view.clone()),
-        col("modality", &|r| r.modality.clone()),
-        opt("label", &|r| r.label.map(|l| classes[l].clone())),
-        opt("split", &|r| r.split.map(|s| s.name().to_string())),
+        col("patient", strs(|r| &r.patient)),
+        Column::new(
+            "patient_key".into(),
+            keys.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        col("image", strs(|r| &r.image)),
+        col("path", strs(|r| &r.path)),
+        col("finding", strs(|r| &r.finding)),
+        col("finding_parsed", strs(|r| &r.parsed)),
+        col("view", strs(|r| &r.view)),
+        col("modality", strs(|r| &r.modality)),
+        opt(
+            "label",
+            records
+                .iter()
+                .map(|r| r.label.map(|l| classes[l].as_str()))
+                .collect(),
+        ),
+        opt(
+            "split",
+            records.iter().map(|r| r.split.map(|s| s.name())).collect(),
+        ),
         Column::new(
             "test_pool".into(),
             records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
         ),
-        opt("exclusion", &|r| r.exclusion.map(|e| e.code().to_string())),
-        col("detail", &|r| r.detail.clone()),
-        opt("sha256", &|r| r.sha256.clone()),
-        opt("image_error", &|r| r.image_error.clone()),
+        opt(
+            "exclusion",
+            records
+                .iter()
+                .map(|r| r.exclusion.map(|e| e.code()))
+                .collect(),
+        ),
+        col("detail", strs(|r| &r.detail)),
+        opt(
+            "sha256",
+            records.iter().map(|r| r.sha256.as_deref()).collect(),
+        ),
+        opt(
+            "image_error",
+            records.iter().map(|r| r.image_error.as_deref()).collect(),
+        ),
     ];
     Ok(DataFrame::new(n, columns)?)
 }

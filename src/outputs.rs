@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use rayon::prelude::*;
 
 use crate::build_dir::{self, BuildDir};
 use crate::config::Pipeline;
@@ -54,22 +55,32 @@ pub fn write(
             .collect::<String>()
             .into_bytes()
     };
+    // The Parquet and CSV encodings of the manifest are the costly outputs: made side by
+    // side, then every file written and hashed in parallel.
+    let (parquet, (csv, splits)) = rayon::join(
+        || manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION),
+        || {
+            let csv = manifest::csv_bytes(&frame);
+            (csv, [lines(&assignment.train), lines(&assignment.test)])
+        },
+    );
+    let [train, test] = splits;
     let files: Vec<(&str, Vec<u8>)> = vec![
-        (build_dir::split_rel(Split::Train), lines(&assignment.train)),
-        (build_dir::split_rel(Split::Test), lines(&assignment.test)),
-        (
-            build_dir::MANIFEST,
-            manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)?,
-        ),
-        (build_dir::MANIFEST_CSV, manifest::csv_bytes(&frame)?),
+        (build_dir::split_rel(Split::Train), train),
+        (build_dir::split_rel(Split::Test), test),
+        (build_dir::MANIFEST, parquet?),
+        (build_dir::MANIFEST_CSV, csv?),
         (build_dir::PIPELINE, pipeline_bytes.to_vec()),
         (build_dir::SUMMARY, summary::render(&summary).into_bytes()),
     ];
-    let mut outputs = BTreeMap::new();
-    for (rel, bytes) in &files {
-        fsutil::write_atomic(&dir.path(rel), bytes)?;
-        outputs.insert(rel.to_string(), fsutil::sha256_hex(bytes));
-    }
+    let hashes: Vec<Result<(String, String)>> = files
+        .par_iter()
+        .map(|(rel, bytes)| {
+            fsutil::write_atomic(&dir.path(rel), bytes)?;
+            Ok((rel.to_string(), fsutil::sha256_hex(bytes)))
+        })
+        .collect();
+    let outputs = hashes.into_iter().collect::<Result<BTreeMap<_, _>>>()?;
     tracing::info!("outputs written: {:.3?}", t.elapsed());
     Ok(Written { summary, outputs })
 }

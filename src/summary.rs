@@ -1,11 +1,12 @@
 //! The build summary: images and patients per class per split, the test pool, and excluded
-//! records by reason, computed with polars from the manifest.
+//! records by reason, counted in one pass over the manifest frame.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use polars::prelude::*;
+use polars::prelude::DataFrame;
+use rustc_hash::FxHashSet;
 
 /// Images and patients of one cell of the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,117 +49,87 @@ impl Summary {
     }
 }
 
-fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    Ok(df
-        .column(name)?
-        .str()?
-        .iter()
-        .map(|s| s.unwrap_or("-").to_string())
-        .collect())
+/// The string column `name` (nulls as `None`).
+fn strings<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<Option<&'a str>>> {
+    Ok(df.column(name)?.str()?.iter().collect())
 }
 
-fn numbers(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
-    Ok(df
-        .column(name)?
-        .cast(&DataType::UInt64)?
-        .u64()?
-        .iter()
-        .map(|v| v.unwrap_or(0))
-        .collect())
+/// Images and distinct patients (a null patient key counts as one patient, as polars'
+/// `n_unique` does) of the rows gathered under one key.
+#[derive(Default)]
+struct Tally<'a> {
+    images: u64,
+    patients: FxHashSet<Option<&'a str>>,
 }
 
-fn counts(lf: LazyFrame, by: Vec<Expr>) -> Result<DataFrame> {
-    Ok(lf
-        .group_by(by)
-        .agg([
-            len().alias("images"),
-            col("patient_key").n_unique().alias("patients"),
-        ])
-        .collect()?)
+impl<'a> Tally<'a> {
+    fn add(&mut self, patient: Option<&'a str>) {
+        self.images += 1;
+        self.patients.insert(patient);
+    }
+
+    fn count(&self) -> Count {
+        Count {
+            images: self.images,
+            patients: self.patients.len() as u64,
+        }
+    }
 }
 
-/// Computes the summary from a manifest frame (see [`crate::record::manifest_frame`]).
+/// Computes the summary from a manifest frame (see [`crate::record::manifest_frame`]): one
+/// pass over its `split`, `label`, `patient_key`, `test_pool` and `exclusion` columns.
 pub fn summarize(manifest: &DataFrame, classes: &[String]) -> Result<Summary> {
+    let split = strings(manifest, "split")?;
+    let label = strings(manifest, "label")?;
+    let patient = strings(manifest, "patient_key")?;
+    let exclusion = strings(manifest, "exclusion")?;
+    let test_pool: Vec<Option<bool>> = manifest.column("test_pool")?.bool()?.iter().collect();
+
+    let mut by_class: BTreeMap<(&str, &str), Tally> = BTreeMap::new();
+    let mut by_split: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut pool_by_class: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut pool = Tally::default();
+    let mut excluded: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for i in 0..manifest.height() {
+        let lab = label[i].unwrap_or("-");
+        if let Some(sp) = split[i] {
+            by_class.entry((sp, lab)).or_default().add(patient[i]);
+            by_split.entry(sp).or_default().add(patient[i]);
+        }
+        let pinned_out = matches!(
+            exclusion[i],
+            None | Some("test-pool-not-pinned") | Some("test-pool-not-drawn")
+        );
+        if test_pool[i] == Some(true) && pinned_out {
+            pool_by_class.entry(lab).or_default().add(patient[i]);
+            pool.add(patient[i]);
+        }
+        if let Some(reason) = exclusion[i] {
+            *excluded.entry((reason, lab)).or_default() += 1;
+        }
+    }
+
     let mut s = Summary {
         classes: classes.to_vec(),
         ..Summary::default()
     };
-    let lf = manifest.clone().lazy();
-    let in_split = lf.clone().filter(col("split").is_not_null());
-    let pool = lf.clone().filter(
-        col("test_pool").and(
-            col("exclusion")
-                .is_null()
-                .or(col("exclusion").eq(lit("test-pool-not-pinned")))
-                .or(col("exclusion").eq(lit("test-pool-not-drawn"))),
-        ),
-    );
-
-    let by_class = counts(in_split.clone(), vec![col("split"), col("label")])?;
-    let pool_by_class = counts(pool.clone(), vec![col("label")])?;
-    for (df, fixed) in [(&by_class, None), (&pool_by_class, Some("pool"))] {
-        let labels = strings(df, "label")?;
-        let splits = match fixed {
-            Some(f) => vec![f.to_string(); labels.len()],
-            None => strings(df, "split")?,
-        };
-        let images = numbers(df, "images")?;
-        let patients = numbers(df, "patients")?;
-        for i in 0..labels.len() {
-            s.splits.entry(splits[i].clone()).or_default().insert(
-                labels[i].clone(),
-                Count {
-                    images: images[i],
-                    patients: patients[i],
-                },
-            );
-        }
+    for ((sp, lab), t) in &by_class {
+        let cell = s.splits.entry(sp.to_string()).or_default();
+        cell.insert(lab.to_string(), t.count());
     }
-
-    let totals = counts(in_split, vec![col("split")])?;
-    let (names, images, patients) = (
-        strings(&totals, "split")?,
-        numbers(&totals, "images")?,
-        numbers(&totals, "patients")?,
-    );
-    for i in 0..names.len() {
-        s.totals.insert(
-            names[i].clone(),
-            Count {
-                images: images[i],
-                patients: patients[i],
-            },
-        );
+    for (lab, t) in &pool_by_class {
+        let cell = s.splits.entry("pool".into()).or_default();
+        cell.insert(lab.to_string(), t.count());
     }
-    let pool_total = pool
-        .select([
-            len().alias("images"),
-            col("patient_key").n_unique().alias("patients"),
-        ])
-        .collect()?;
-    s.totals.insert(
-        "pool".into(),
-        Count {
-            images: numbers(&pool_total, "images")?[0],
-            patients: numbers(&pool_total, "patients")?[0],
-        },
-    );
-
-    let excluded = lf
-        .filter(col("exclusion").is_not_null())
-        .group_by([col("exclusion"), col("label")])
-        .agg([len().alias("records")])
-        .collect()?;
-    let (reasons, labels, n) = (
-        strings(&excluded, "exclusion")?,
-        strings(&excluded, "label")?,
-        numbers(&excluded, "records")?,
-    );
-    for i in 0..reasons.len() {
+    for (sp, t) in &by_split {
+        s.totals.insert(sp.to_string(), t.count());
+    }
+    s.totals.insert("pool".into(), pool.count());
+    for ((reason, lab), n) in excluded {
         s.excluded
-            .entry(reasons[i].clone())
+            .entry(reason.to_string())
             .or_default()
-            .insert(labels[i].clone(), n[i]);
+            .insert(lab.to_string(), n);
     }
     Ok(s)
 }
