@@ -89,8 +89,22 @@ pub enum DicomEncoding {
 
 /// A small DICOM file like RSNA's (MONOCHROME2, view position set).
 pub fn dicom(seed: u32, patient: &str, view: &str, enc: DicomEncoding) -> Result<Vec<u8>> {
-    let img = synthetic_xray(seed);
-    let uid = format!("2.25.{}", 1_000_000 + seed as u64);
+    dicom_of(&synthetic_xray(seed), seed as u64, patient, view, enc, 75)
+}
+
+/// A DICOM file of `img` as RSNA stores its radiographs (CR, MONOCHROME2, 8 bits stored for
+/// JPEG baseline and explicit little endian, 12 of 16 for implicit), with SOP instance UID
+/// `2.25.<1000000 + uid>`; JPEG frames are encoded at `jpeg_quality` (1-100).
+pub fn dicom_of(
+    img: &GrayImage,
+    uid: u64,
+    patient: &str,
+    view: &str,
+    enc: DicomEncoding,
+    jpeg_quality: u8,
+) -> Result<Vec<u8>> {
+    let (width, height) = img.dimensions();
+    let uid = format!("2.25.{}", 1_000_000 + uid);
     let mut obj = InMemDicomObject::new_empty();
     let put = |obj: &mut InMemDicomObject, tag, vr, v: PrimitiveValue| {
         obj.put(DataElement::new(tag, vr, v));
@@ -126,13 +140,13 @@ pub fn dicom(seed: u32, patient: &str, view: &str, enc: DicomEncoding) -> Result
         &mut obj,
         tags::ROWS,
         VR::US,
-        PrimitiveValue::from(SIZE as u16),
+        PrimitiveValue::from(height as u16),
     );
     put(
         &mut obj,
         tags::COLUMNS,
         VR::US,
-        PrimitiveValue::from(SIZE as u16),
+        PrimitiveValue::from(width as u16),
     );
     put(
         &mut obj,
@@ -169,11 +183,11 @@ pub fn dicom(seed: u32, patient: &str, view: &str, enc: DicomEncoding) -> Result
                 &mut obj,
                 tags::PIXEL_DATA,
                 VR::OB,
-                PrimitiveValue::U8(img.into_raw().into()),
+                PrimitiveValue::U8(img.as_raw().clone().into()),
             );
         }
         DicomEncoding::Implicit16 => {
-            let px: Vec<u16> = img.into_raw().iter().map(|&v| v as u16 * 16).collect();
+            let px: Vec<u16> = img.as_raw().iter().map(|&v| v as u16 * 16).collect();
             put(
                 &mut obj,
                 tags::PIXEL_DATA,
@@ -182,7 +196,10 @@ pub fn dicom(seed: u32, patient: &str, view: &str, enc: DicomEncoding) -> Result
             );
         }
         DicomEncoding::JpegBaseline => {
-            let jpeg = jpeg_gray(seed)?;
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, jpeg_quality)
+                .encode_image(img)
+                .context("encoding the JPEG frame")?;
             let seq = PixelFragmentSequence::new(Vec::<u32>::new(), vec![jpeg]);
             obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, Value::from(seq)));
         }

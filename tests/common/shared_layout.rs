@@ -173,6 +173,42 @@ pub fn layout_nih(data: &Path, root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// NIH ChestX-ray14 scaled to `rows` rows for benchmarks: the real table repeated (copy `k`
+/// of a row gets patient `Patient ID + k * 100000` and image `k<NN>_<Image Index>`), cut at
+/// `rows`, with an empty file per image, laid out as [`layout_nih`] does.
+pub fn layout_nih_rows(data: &Path, root: &Path, rows: usize) -> PathBuf {
+    use std::io::Write as _;
+    let nih = root.join("nih");
+    let images = nih.join("images");
+    fs::create_dir_all(&images).unwrap();
+    let gz = data.join("nih/Data_Entry_2017_v2020.csv.gz");
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&gz)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gunzip {} failed", gz.display());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let body: Vec<&str> = lines.collect();
+    let patient_col = header.split(',').position(|h| h == "Patient ID").unwrap();
+    let csv = fs::File::create(nih.join("Data_Entry_2017_v2020.csv")).unwrap();
+    let mut csv = std::io::BufWriter::new(csv);
+    writeln!(csv, "{header}").unwrap();
+    for i in 0..rows {
+        let (k, line) = (i / body.len(), body[i % body.len()]);
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        cells[0] = format!("k{k:02}_{}", cells[0]);
+        let patient: u64 = cells[patient_col].parse().unwrap();
+        cells[patient_col] = (patient + k as u64 * 100_000).to_string();
+        fs::write(images.join(&cells[0]), b"").unwrap();
+        writeln!(csv, "{}", cells.join(",")).unwrap();
+    }
+    csv.flush().unwrap();
+    root.to_path_buf()
+}
+
 /// The inputs of one COVIDx version, as `../shared/data/README.md` names them.
 pub struct Version {
     /// Cohen `metadata-<rev>.csv`; images from `listings/cohen-<commit>-images.tsv`, or, when
