@@ -79,8 +79,8 @@ fn main() -> anyhow::Result<()> {
         .into_par_iter()
         .map(|i| {
             let k = i % samples.len();
-            let name = format!("{i:05d}-rsna.dcm");
-            let patient = format!("p{i:05d}");
+            let name = format!("{i:05}-rsna.dcm");
+            let patient = format!("p{i:05}");
             let bytes = dicom_of(
                 &frames[k],
                 i as u64,
@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     let mut bytes = 0u64;
     for (i, name) in names.iter().enumerate() {
         let (finding, class) = label(&samples[i % samples.len()].1);
-        let patient = format!("p{i:05d}");
+        let patient = format!("p{i:05}");
         meta.write_record([
             patient.as_str(),
             "",

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use image::GrayImage;
 
-use super::dicom::decode_dicom;
+use super::dicom::decode_dicom_into;
 
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -108,7 +108,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage, DecodeError>
 /// What the consumer of a decoded image needs: after dropping the top `crop_top` fraction, the
 /// centre square must keep at least `min_side` pixels. JPEGs that go through jpeg-decoder (CMYK,
 /// YCCK, lossless, 12-bit) are then decoded with DCT scaling (1/2, 1/4 or 1/8 of the size) when
-/// that still leaves enough pixels; zune-jpeg's luma path always decodes at full size.
+/// that still leaves enough pixels; zune-jpeg's luma path always decodes at full size (on these
+/// cores a full zune-jpeg luma decode is about as fast as jpeg-decoder's reduced one: entropy
+/// decoding dominates).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SizeHint {
     /// Fraction of rows the consumer drops at the top.
@@ -136,6 +138,28 @@ pub fn decode_into(
     hint: Option<SizeHint>,
     out: &mut Vec<u8>,
 ) -> Result<(u32, u32), DecodeError> {
+    decode_scaled_into(bytes, path, hint, out).map(|d| (d.width, d.height))
+}
+
+/// An image decoded by [`decode_scaled_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether it is smaller than the file's full size (a JPEG, or a DICOM's JPEG frame,
+    /// decoded with DCT scaling per the [`SizeHint`]).
+    pub reduced: bool,
+}
+
+/// Decodes like [`decode_into`], saying whether DCT scaling reduced the image.
+pub fn decode_scaled_into(
+    bytes: &[u8],
+    path: &Path,
+    hint: Option<SizeHint>,
+    out: &mut Vec<u8>,
+) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::new("empty", "file is empty"));
     }
@@ -151,10 +175,21 @@ pub fn decode_into(
     }
     // A panic inside a decoding crate (a bug there, which no input should reach us as) is a
     // corrupt image, never the end of the build.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
-        Format::Png => decode_png(bytes, out),
-        Format::Jpeg => decode_jpeg(bytes, hint, out),
-        Format::Dicom => decode_dicom(bytes).map(|img| into_out(img, out)),
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (width, height, reduced) = match format {
+            Format::Png => decode_png(bytes, out).map(|(w, h)| (w, h, false))?,
+            Format::Jpeg => {
+                let (w, h) = decode_jpeg(bytes, hint, out)?;
+                let full = super::dicom::jpeg_sof(bytes).map(|(fw, fh, _, _)| (fw, fh));
+                (w, h, full.is_some_and(|full| full != (w, h)))
+            }
+            Format::Dicom => decode_dicom_into(bytes, hint, out)?,
+        };
+        Ok(Decoded {
+            width,
+            height,
+            reduced,
+        })
     }));
     decoded.unwrap_or_else(|panic| {
         let msg = panic
@@ -316,7 +351,7 @@ fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), DecodeError
 /// neither transformed nor upsampled), strictly (a truncated or corrupt stream is an error, not
 /// a grey-padded image). Other colour spaces (CMYK, YCCK, RGB) and schemes zune-jpeg lacks
 /// (lossless, 12-bit, arithmetic) go through jpeg-decoder.
-fn decode_jpeg(
+pub(super) fn decode_jpeg(
     bytes: &[u8],
     hint: Option<SizeHint>,
     out: &mut Vec<u8>,
@@ -367,6 +402,16 @@ fn decode_jpeg(
     Ok((w as u32, h as u32))
 }
 
+/// The largest DCT scaling denominator (8, 4 or 2) that still leaves `hint.min_side` pixels
+/// across the centre square of a `w`x`h` JPEG; `None` when only the full size does.
+fn dct_scale(hint: Option<SizeHint>, w: u32, h: u32) -> Option<u32> {
+    let hint = hint?;
+    let side = w.min((h as f32 * (1.0 - hint.crop_top)) as u32).max(1);
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&den| side / den >= hint.min_side)
+}
+
 /// JPEG through jpeg-decoder (any colour space it knows, with DCT scaling per `hint`), turned
 /// to gray with integer BT.601 weights.
 fn decode_jpeg_general(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage, DecodeError> {
@@ -386,15 +431,9 @@ fn decode_jpeg_general(bytes: &[u8], hint: Option<SizeHint>) -> Result<GrayImage
     }
     let components = info.pixel_format.pixel_bytes() as u64;
     check_expansion(w as u64 * h as u64 * components, bytes.len(), w, h)?;
-    if let Some(hint) = hint {
-        let side = w.min((h as f32 * (1.0 - hint.crop_top)) as u32).max(1);
-        if let Some(den) = [8u32, 4, 2]
-            .into_iter()
-            .find(|&den| side / den >= hint.min_side)
-        {
-            d.scale(w.div_ceil(den) as u16, h.div_ceil(den) as u16)
-                .map_err(corrupt)?;
-        }
+    if let Some(den) = dct_scale(hint, w, h) {
+        d.scale(w.div_ceil(den) as u16, h.div_ceil(den) as u16)
+            .map_err(corrupt)?;
     }
     let px = d.decode().map_err(corrupt)?;
     let info = d

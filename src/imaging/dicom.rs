@@ -1,14 +1,16 @@
 //! DICOM decoding: a length check of the whole element stream first (no declared length may
 //! exceed the bytes that follow it, so no parser allocates more than the file holds), then
 //! dicom-object and dicom-pixeldata for the pixel data; rescale slope/intercept and the first
-//! VOI window are applied, else min-max; MONOCHROME1 is inverted.
+//! VOI window are applied, else min-max; MONOCHROME1 is inverted. A plain 8-bit gray JPEG
+//! baseline frame (RSNA's files) skips dicom-pixeldata and its f32 samples: zune-jpeg decodes
+//! it straight to 8-bit luma, which is stretched the same way.
 
 use std::io::Cursor;
 
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::GrayImage;
 
-use super::decode::{check_expansion, DecodeError, MAX_ALLOC, MAX_SIDE};
+use super::decode::{check_expansion, DecodeError, SizeHint, MAX_ALLOC, MAX_SIDE};
 
 /// Bytes before `DICM` in a Part 10 file.
 const PREAMBLE: usize = 128;
@@ -407,11 +409,125 @@ fn dicom_decode_error(obj: &DicomFile, e: dicom_pixeldata::Error) -> DecodeError
     }
 }
 
+#[cfg(test)]
 pub(super) fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
+    decode_general(&open_dicom(bytes)?)
+}
+
+/// Decodes a DICOM file into `out` (see [`super::decode::decode_into`]); returns the width,
+/// the height and whether the image is smaller than the data set's Rows x Columns (a JPEG
+/// frame decoded with DCT scaling per `hint`).
+pub(super) fn decode_dicom_into(
+    bytes: &[u8],
+    hint: Option<SizeHint>,
+    out: &mut Vec<u8>,
+) -> Result<(u32, u32, bool), DecodeError> {
     let obj = open_dicom(bytes)?;
+    if let Some(done) = decode_gray_jpeg(&obj, hint, out) {
+        return Ok(done);
+    }
+    let img = decode_general(&obj)?;
+    let (w, h) = img.dimensions();
+    *out = img.into_raw();
+    Ok((w, h, false))
+}
+
+/// JPEG baseline and extended (process 2 and 4) transfer syntaxes.
+const JPEG_8BIT: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
+
+/// The fast path of most of COVIDx (RSNA's files): a single-frame, one-sample, 8-bit
+/// MONOCHROME1/2 JPEG baseline image with no modality rescale and no VOI window. Its JPEG
+/// frame goes straight to our JPEG decoder (zune-jpeg, see [`SizeHint`]), then the same
+/// min-max stretch and MONOCHROME1 inversion as [`decode_general`], as a 256-entry table (the
+/// values are the 8-bit samples, so the stretch is the same arithmetic). `None` for any other
+/// data set, or when the frame does not decode (the general path then reports why).
+fn decode_gray_jpeg(
+    obj: &DicomFile,
+    hint: Option<SizeHint>,
+    out: &mut Vec<u8>,
+) -> Option<(u32, u32, bool)> {
+    use dicom_dictionary_std::tags;
+    if !JPEG_8BIT.contains(&obj.meta().transfer_syntax().trim_end_matches('\0')) {
+        return None;
+    }
+    let int = |tag| -> Option<u32> { obj.element(tag).ok()?.to_int::<u32>().ok() };
+    let present = |tag| obj.element(tag).is_ok();
+    let photometric = obj
+        .element(tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_string();
+    let invert = match photometric.as_str() {
+        "MONOCHROME2" => false,
+        "MONOCHROME1" => true,
+        _ => return None,
+    };
+    let float = |tag| -> Option<f64> { obj.element(tag).ok()?.to_float64().ok() };
+    let plain = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) == 1
+        && int(tags::BITS_ALLOCATED) == Some(8)
+        && int(tags::BITS_STORED).unwrap_or(8) == 8
+        && int(tags::PIXEL_REPRESENTATION).unwrap_or(0) == 0
+        && int(tags::NUMBER_OF_FRAMES).unwrap_or(1) <= 1
+        && float(tags::RESCALE_SLOPE).unwrap_or(1.0) == 1.0
+        && float(tags::RESCALE_INTERCEPT).unwrap_or(0.0) == 0.0
+        && ![
+            tags::WINDOW_CENTER,
+            tags::WINDOW_WIDTH,
+            tags::VOILUT_SEQUENCE,
+            tags::MODALITY_LUT_SEQUENCE,
+            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+        ]
+        .into_iter()
+        .any(present);
+    if !plain {
+        return None;
+    }
+    let (cols, rows) = (int(tags::COLUMNS)?, int(tags::ROWS)?);
+    let pixel_data = obj.element(tags::PIXEL_DATA).ok()?;
+    let fragments = pixel_data.value().fragments()?;
+    let joined;
+    let frame: &[u8] = match fragments.iter().filter(|f| !f.is_empty()).count() {
+        0 => return None,
+        1 => fragments.iter().find(|f| !f.is_empty())?,
+        _ => {
+            joined = fragments.concat();
+            &joined
+        }
+    };
+    if jpeg_sof(frame)? != (cols, rows, 1, 8) {
+        return None;
+    }
+    let (w, h) = match super::decode::decode_jpeg(frame, hint, out) {
+        Ok(dims) if out.len() == dims.0 as usize * dims.1 as usize => dims,
+        _ => return None,
+    };
+    let (lo, hi) = out
+        .iter()
+        .fold((u8::MAX, u8::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let (lo, hi) = (lo as f32, hi as f32);
+    let scale = 255.0 / (hi - lo).max(1.0);
+    let lut: [u8; 256] = std::array::from_fn(|x| {
+        let v = ((x as f32 - lo) * scale).round().clamp(0.0, 255.0) as u8;
+        if invert {
+            255 - v
+        } else {
+            v
+        }
+    });
+    for v in out.iter_mut() {
+        *v = lut[*v as usize];
+    }
+    Some((w, h, (w, h) != (cols, rows)))
+}
+
+/// Any DICOM dicom-pixeldata decodes: modality LUT, first VOI window or min-max, inversion.
+fn decode_general(obj: &DicomFile) -> Result<GrayImage, DecodeError> {
     let px = obj
         .decode_pixel_data_frame(0)
-        .map_err(|e| dicom_decode_error(&obj, e))?;
+        .map_err(|e| dicom_decode_error(obj, e))?;
     let (w, h) = (px.columns(), px.rows());
     let spp = px.samples_per_pixel() as usize;
     // Modality LUT (rescale slope/intercept) applied, VOI left to us.
@@ -476,6 +592,93 @@ pub(super) fn decode_dicom(bytes: &[u8]) -> Result<GrayImage, DecodeError> {
 mod tests {
     use super::*;
     use crate::demo::{dicom, DicomEncoding};
+
+    /// A 1024x1024 radiograph-like image (the demo's, enlarged, with fine texture), stored as
+    /// RSNA stores its files (8-bit MONOCHROME2 JPEG baseline).
+    fn rsna_like(photometric_inverted: bool) -> Vec<u8> {
+        let small = crate::demo::synthetic_xray(11);
+        let img = image::GrayImage::from_fn(1024, 1024, |x, y| {
+            let base = small.get_pixel(x * 96 / 1024, y * 96 / 1024)[0] as i32;
+            let texture = ((x * 7 + y * 13) % 17) as i32 - 8;
+            image::Luma([(base + texture).clamp(0, 255) as u8])
+        });
+        let mut bytes =
+            crate::demo::dicom_of(&img, 7, "p", "PA", DicomEncoding::JpegBaseline, 90).unwrap();
+        if photometric_inverted {
+            let at = bytes.windows(11).position(|w| w == b"MONOCHROME2").unwrap();
+            bytes[at + 10] = b'1';
+        }
+        bytes
+    }
+
+    /// Mean absolute difference of two equally sized images, and the largest difference.
+    fn difference(a: &[u8], b: &[u8]) -> (f64, u8) {
+        assert_eq!(a.len(), b.len());
+        let sum: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+        let most = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        (sum as f64 / a.len() as f64, most)
+    }
+
+    /// The JPEG fast path agrees with dicom-pixeldata's decode (another JPEG decoder, the
+    /// general f32 path) nearly pixel for pixel, for MONOCHROME2 and MONOCHROME1, with or
+    /// without a size hint (zune-jpeg decodes the frame at full size).
+    #[test]
+    fn the_jpeg_fast_path_matches_the_general_decode() {
+        let mut upright = Vec::new();
+        for inverted in [false, true] {
+            let bytes = rsna_like(inverted);
+            let general = decode_general(&open_dicom(&bytes).unwrap()).unwrap();
+            let hint = SizeHint {
+                crop_top: 0.08,
+                min_side: 448,
+            };
+            for hint in [None, Some(hint)] {
+                let mut full = Vec::new();
+                let (w, h, reduced) = decode_dicom_into(&bytes, hint, &mut full).unwrap();
+                assert_eq!((w, h, reduced), (1024, 1024, false));
+                let (mean, most) = difference(&full, general.as_raw());
+                assert!(
+                    mean < 0.5 && most <= 8,
+                    "inverted {inverted}: mean {mean}, largest {most}"
+                );
+                if inverted {
+                    let flipped: Vec<u8> = upright.iter().map(|v| 255 - v).collect();
+                    assert!(full == flipped, "MONOCHROME1 is MONOCHROME2 inverted");
+                } else {
+                    upright = full;
+                }
+            }
+        }
+    }
+
+    /// A data set the fast path does not cover (a VOI window) still decodes, through the
+    /// general path, with its window applied.
+    #[test]
+    fn a_windowed_jpeg_dicom_takes_the_general_path() {
+        let bytes = rsna_like(false);
+        let mut obj = open_dicom(&bytes).unwrap();
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::tags;
+        obj.put(DataElement::new(
+            tags::WINDOW_CENTER,
+            VR::DS,
+            PrimitiveValue::from("64"),
+        ));
+        obj.put(DataElement::new(
+            tags::WINDOW_WIDTH,
+            VR::DS,
+            PrimitiveValue::from("64"),
+        ));
+        let mut windowed = Vec::new();
+        obj.write_all(&mut windowed).unwrap();
+        let mut out = Vec::new();
+        let (w, h, reduced) = decode_dicom_into(&windowed, None, &mut out).unwrap();
+        assert_eq!((w, h, reduced), (1024, 1024, false));
+        let general = decode_general(&open_dicom(&windowed).unwrap()).unwrap();
+        assert_eq!(&out, general.as_raw(), "the general path's bytes");
+        // The window (32..96 to 0..255) saturates most of the body: not a min-max stretch.
+        assert!(out.iter().filter(|&&v| v == 255).count() > out.len() / 4);
+    }
 
     /// The byte offset of the element with tag (group, elem), explicit VR little endian.
     fn find(bytes: &[u8], group: u16, elem: u16) -> usize {

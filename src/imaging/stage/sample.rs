@@ -10,7 +10,7 @@ use crate::imaging::augment::{self, Params};
 use image::GrayImage;
 
 use crate::imaging::decode::{
-    decode_into, fit, read_image, release_if_large, DecodeError, SizeHint,
+    decode_scaled_into, fit, read_image, release_if_large, DecodeError, SizeHint,
 };
 use crate::imaging::facts::ImageFacts;
 use crate::imaging::preprocess::{crop_square, resize_region_into, Square};
@@ -150,9 +150,11 @@ impl Scratch {
             crop_top: cfg.crop_top,
             min_side: if copies > 0 { 2 * cfg.size } else { cfg.size },
         };
-        let (w, h) = decode_into(bytes, path, Some(hint), &mut self.decoded)?;
+        let d = decode_scaled_into(bytes, path, Some(hint), &mut self.decoded)?;
+        let (w, h) = (d.width, d.height);
+        // Image facts describe the full-size image: a reduced decode leaves them to the audit.
         let known_sha = match facts {
-            Facts::Compute(sha) if !reduced(bytes, w, h) => Some(sha),
+            Facts::Compute(sha) if !d.reduced => Some(sha),
             _ => None,
         };
         let facts = known_sha.map(|sha| {
@@ -195,9 +197,4 @@ impl Scratch {
         }
         Ok(facts)
     }
-}
-
-/// True when a JPEG was decoded at less than its full size (DCT scaling, see [`SizeHint`]).
-fn reduced(bytes: &[u8], w: u32, h: u32) -> bool {
-    crate::imaging::dicom::jpeg_sof(bytes).is_some_and(|(fw, fh, _, _)| (fw, fh) != (w, h))
 }
