@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 work=${BENCH_DIR:-/tmp/covidx-bench}; mkdir -p "$work"
-cargo build --release --quiet --bin covidx --example hash_corpus
+# The binary with the examples: one feature set (dev-dependencies included), so switching
+# between these scripts never rebuilds polars.
+cargo build --release --quiet --bin covidx --examples
 bin=${CARGO_TARGET_DIR:-target}/release/covidx
 hasher=${CARGO_TARGET_DIR:-target}/release/examples/hash_corpus
 [ -f "$work/corpus-400/files.txt" ] || python3 ../shared/bench/make_corpus.py "$work/corpus-400" 400 >/dev/null

@@ -15,7 +15,9 @@ cd "$(dirname "$0")/../.."
 n=${1:-1200}
 parts=${2:-3}
 work=${BENCH_DIR:-target/bench-distributed}
-cargo build --release --quiet --bin covidx
+# The binary with the examples: one feature set (dev-dependencies included), so switching
+# between these scripts never rebuilds polars.
+cargo build --release --quiet --bin covidx --examples
 bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/covidx")
 mkdir -p "$work"
 [ -d "$work/sources-$n" ] || python3 ../shared/bench/make_corpus.py "$work/sources-$n" "$n" >/dev/null

@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}; n=${2:-400}
 work=${BENCH_DIR:-target/bench-images}; mkdir -p "$work"
-cargo build --release --quiet --bin covidx --example decode_floor --example rsna_dicom_corpus
+# The binary with the examples: one feature set (dev-dependencies included), so switching
+# between these scripts never rebuilds polars.
+cargo build --release --quiet --bin covidx --examples
 rel=${CARGO_TARGET_DIR:-target}/release
 bin=$rel/covidx
 if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import cv2, pydicom, PIL, safetensors" 2>/dev/null; then

@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-10}
 work=${BENCH_DIR:-target/bench-metadata}
-cargo build --release --quiet --bin covidx --example layout_shared
+# The binary with the examples: one feature set (dev-dependencies included), so switching
+# between these scripts never rebuilds polars.
+cargo build --release --quiet --bin covidx --examples
 bin=${CARGO_TARGET_DIR:-target}/release/covidx
 layout=${CARGO_TARGET_DIR:-target}/release/examples/layout_shared
 sizes="100000 300000 1000000"
