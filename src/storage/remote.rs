@@ -419,9 +419,8 @@ impl Remote {
     }
 }
 
-/// Every file under `root`, relative with `/`, temp files of interrupted writes left out.
-fn local_files(root: &Path) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
+/// Calls `f` with every entry under `root` that is not a folder (symlinks not followed).
+fn walk(root: &Path, mut f: impl FnMut(&Path, &std::fs::Metadata) -> Result<()>) -> Result<()> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
@@ -429,14 +428,24 @@ fn local_files(root: &Path) -> Result<BTreeSet<String>> {
             let m = p.symlink_metadata()?;
             if m.is_dir() {
                 stack.push(p);
-            } else if m.is_file() {
-                let rel = crate::fsutil::rel_string(root, &p);
-                if !rel.contains(".tmp-") {
-                    out.insert(rel);
-                }
+            } else {
+                f(&p, &m)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Every file under `root`, relative with `/`, temp files of interrupted writes left out.
+fn local_files(root: &Path) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    walk(root, |p, m| {
+        let rel = crate::fsutil::rel_string(root, p);
+        if m.is_file() && !rel.contains(".tmp-") {
+            out.insert(rel);
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -444,18 +453,12 @@ fn local_files(root: &Path) -> Result<BTreeSet<String>> {
 /// killed mirror); returns how many.
 fn remove_unlisted(tree: &Path, keep: &BTreeMap<String, Seen>) -> Result<usize> {
     let mut removed = 0;
-    let mut stack = vec![tree.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
-            let p = e?.path();
-            let m = p.symlink_metadata()?;
-            if m.is_dir() {
-                stack.push(p);
-            } else if !keep.contains_key(&crate::fsutil::rel_string(tree, &p)) {
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-                removed += 1;
-            }
+    walk(tree, |p, _| {
+        if !keep.contains_key(&crate::fsutil::rel_string(tree, p)) {
+            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+            removed += 1;
         }
-    }
+        Ok(())
+    })?;
     Ok(removed)
 }
