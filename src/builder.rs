@@ -257,9 +257,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
             outputs.contains_key(rel) || rel == build_dir::AUDIT_CACHE
         })?,
     );
-    for rel in &removed {
+    // The old lock, build.json and audit report are rewritten below: only the others are news.
+    let rewritten = [
+        build_dir::LOCK,
+        build_dir::BUILD_INFO,
+        build_dir::AUDIT_MD,
+        build_dir::AUDIT_JSON,
+    ];
+    for rel in removed.iter().filter(|r| !rewritten.contains(&r.as_str())) {
         tracing::info!("removed {rel} (an output of an earlier build this build does not write)");
     }
+    let t = std::time::Instant::now();
     let lock = Lock {
         format: FORMAT.to_string(),
         tool: format!("covidx {}", env!("CARGO_PKG_VERSION")),
@@ -276,7 +284,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     };
     fsutil::write_atomic(&dir.lock(), &lock.to_bytes())?;
     write_build_info(&dir, opts)?;
+    tracing::info!("lock and build.json: {:.3?}", t.elapsed());
+    let t = std::time::Instant::now();
     let (audit, audit_failed) = audit_build(&dir)?;
+    tracing::info!("audit (metadata): {:.3?}", t.elapsed());
     Ok(BuildOutcome {
         pipeline,
         records,
