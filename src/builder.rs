@@ -257,14 +257,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
             outputs.contains_key(rel) || rel == build_dir::AUDIT_CACHE
         })?,
     );
-    // The old lock, build.json and audit report are rewritten below: only the others are news.
+    // The old lock, build.json and audit report are removed but rewritten below: not outputs
+    // this build does not write.
     let rewritten = [
         build_dir::LOCK,
         build_dir::BUILD_INFO,
         build_dir::AUDIT_MD,
         build_dir::AUDIT_JSON,
     ];
-    for rel in removed.iter().filter(|r| !rewritten.contains(&r.as_str())) {
+    removed.retain(|r| !rewritten.contains(&r.as_str()));
+    for rel in &removed {
         tracing::info!("removed {rel} (an output of an earlier build this build does not write)");
     }
     let t = std::time::Instant::now();

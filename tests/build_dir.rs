@@ -32,6 +32,31 @@ fn files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The lock, build.json and the audit report are rewritten by every build: a rebuild into
+/// the same directory reports no removed outputs, and the files are all there again.
+#[test]
+fn a_rebuild_removes_nothing_it_writes_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = BuildOptions {
+        metadata_only: true,
+        ..demo_sources(tmp.path())
+    };
+    let first = build(&opts).unwrap();
+    assert!(first.removed.is_empty(), "{:?}", first.removed);
+    let before = files(&opts.out);
+    let again = build(&opts).unwrap();
+    assert!(again.removed.is_empty(), "{:?}", again.removed);
+    assert_eq!(files(&opts.out), before);
+    for rel in [
+        covidx::build_dir::LOCK,
+        covidx::build_dir::BUILD_INFO,
+        covidx::build_dir::AUDIT_MD,
+        covidx::build_dir::AUDIT_JSON,
+    ] {
+        assert!(opts.out.join(rel).is_file(), "{rel}");
+    }
+}
+
 #[test]
 fn a_metadata_only_rebuild_removes_the_earlier_builds_image_outputs() {
     let tmp = tempfile::tempdir().unwrap();
