@@ -2,8 +2,8 @@
 # Image stage vs the Python/OpenCV peer (../shared/bench/peer_pipeline.py), in one run on this
 # machine, on two corpora and two sizes, with the decode-only floor of each:
 #   png-jpeg  400 real chest X-rays cycled from ../shared/data/samples (make_corpus.py)
-#   dicom     400 RSNA-shaped DICOMs (1024x1024, 8-bit MONOCHROME2, JPEG baseline) made from the
-#             same samples (examples/rsna_dicom_corpus.rs)
+#   dicom     the same 400 as RSNA-shaped DICOMs (1024x1024, 8-bit MONOCHROME2, JPEG baseline),
+#             with the same metadata and labels (examples/rsna_dicom_corpus.rs)
 # Each round runs covidx (and BEFORE, an older covidx binary, when given) and the peer back to
 # back on the same corpus; the ratios are medians over the rounds. pipelines/bench.toml: every
 # record to train, the clean image plus 2 augmented copies (3 samples per image), crop_top 0.08.
@@ -25,7 +25,7 @@ if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import cv2, p
 fi
 py=$(pwd)/.venv-bench/bin/python
 [ -f "$work/png-jpeg/files.txt" ] || "$py" ../shared/bench/make_corpus.py "$work/png-jpeg" "$n" >/dev/null
-[ -f "$work/dicom/files.txt" ] || "$rel/examples/rsna_dicom_corpus" "$work/dicom" "$n"
+[ -f "$work/dicom/files.txt" ] || "$rel/examples/rsna_dicom_corpus" "$work/png-jpeg" "$work/dicom"
 
 # Seconds and peak RSS (MB) of one run of "$@", as "SECONDS RSS".
 run() {
