@@ -169,12 +169,18 @@ pub fn check_out_dir(out: &Path, sources: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The hash that decides whether an earlier run's shards can be kept: tool version, pipeline
-/// and every input's hash.
+/// The hash that decides whether an earlier run's shards can be kept: tool version, the
+/// image-facts table version (a run's facts tables are kept with its shards), pipeline and
+/// every input's hash.
 fn image_params(pipeline_sha: &str, inputs: &crate::sources::InputHashes) -> Result<String> {
     let inputs = serde_json::to_string(inputs)?;
     Ok(fsutil::sha256_hex(
-        format!("{} {pipeline_sha} {inputs}", env!("CARGO_PKG_VERSION")).as_bytes(),
+        format!(
+            "{} {} {pipeline_sha} {inputs}",
+            env!("CARGO_PKG_VERSION"),
+            crate::imaging::facts::TABLE_VERSION
+        )
+        .as_bytes(),
     ))
 }
 

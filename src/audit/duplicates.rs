@@ -295,7 +295,7 @@ fn pair(items: &[Item<'_>], i: usize, j: usize) -> Pair {
 pub fn pair_of(a: &Item<'_>, b: &Item<'_>) -> Pair {
     let kind = if a.facts.file_sha256 == b.facts.file_sha256 {
         Kind::File
-    } else if a.facts.pixel_sha256 == b.facts.pixel_sha256 {
+    } else if a.facts.pixel_blake3 == b.facts.pixel_blake3 {
         Kind::Pixels
     } else {
         Kind::Near
@@ -341,7 +341,7 @@ fn matrix(edges: &[(usize, usize)], label: impl Fn(usize) -> String, all: &[Stri
 /// near copies within `near_bits` (see [`near`]); sorted, each pair once.
 pub fn links(items: &[Item<'_>], near_bits: u32) -> Vec<(usize, usize)> {
     let mut edges = equal_pairs(items, |f| &f.file_sha256);
-    edges.extend(equal_pairs(items, |f| &f.pixel_sha256));
+    edges.extend(equal_pairs(items, |f| &f.pixel_blake3));
     edges.extend(near_pairs(items, near_bits));
     edges.sort_unstable();
     edges.dedup();
@@ -514,7 +514,7 @@ mod tests {
             bit_depth: 8,
             width: 1,
             height: 1,
-            pixel_sha256: pixels.into(),
+            pixel_blake3: pixels.into(),
             dhash,
             phash,
             mean: 0.0,
