@@ -504,9 +504,7 @@ fn decode_gray_jpeg(
         Ok(dims) if out.len() == dims.0 as usize * dims.1 as usize => dims,
         _ => return None,
     };
-    let (lo, hi) = out
-        .iter()
-        .fold((u8::MAX, u8::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let (lo, hi) = min_max(out);
     let (lo, hi) = (lo as f32, hi as f32);
     let scale = 255.0 / (hi - lo).max(1.0);
     let lut: [u8; 256] = std::array::from_fn(|x| {
@@ -517,10 +515,31 @@ fn decode_gray_jpeg(
             v
         }
     });
-    for v in out.iter_mut() {
-        *v = lut[*v as usize];
+    // A frame that already spans 0..=255 (most real ones) needs no pass through the table.
+    if lut.iter().enumerate().any(|(x, &v)| v as usize != x) {
+        for v in out.iter_mut() {
+            *v = lut[*v as usize];
+        }
     }
     Some((w, h, (w, h) != (cols, rows)))
+}
+
+/// The smallest and largest value of `px` ((255, 0) when empty), in 32 independent lanes so
+/// that the compiler vectorises it (a fold over one (min, max) pair does not).
+fn min_max(px: &[u8]) -> (u8, u8) {
+    const LANES: usize = 32;
+    let (mut lo, mut hi) = ([u8::MAX; LANES], [u8::MIN; LANES]);
+    let mut chunks = px.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            lo[i] = lo[i].min(c[i]);
+            hi[i] = hi[i].max(c[i]);
+        }
+    }
+    let rest = chunks.remainder();
+    let lo = lo.iter().chain(rest).copied().min().unwrap_or(u8::MAX);
+    let hi = hi.iter().chain(rest).copied().max().unwrap_or(u8::MIN);
+    (lo, hi)
 }
 
 /// Any DICOM dicom-pixeldata decodes: modality LUT, first VOI window or min-max, inversion.
@@ -592,6 +611,20 @@ fn decode_general(obj: &DicomFile) -> Result<GrayImage, DecodeError> {
 mod tests {
     use super::*;
     use crate::demo::{dicom, DicomEncoding};
+
+    #[test]
+    fn min_max_covers_every_lane_and_the_remainder() {
+        assert_eq!(min_max(&[]), (255, 0));
+        for n in [1usize, 31, 32, 33, 64, 100] {
+            for at in [0, n / 2, n - 1] {
+                let mut px = vec![100u8; n];
+                px[at] = 3;
+                px[n - 1 - at] = 200;
+                let want = (*px.iter().min().unwrap(), *px.iter().max().unwrap());
+                assert_eq!(min_max(&px), want, "n {n}, at {at}");
+            }
+        }
+    }
 
     /// A 1024x1024 radiograph-like image (the demo's, enlarged, with fine texture), stored as
     /// RSNA stores its files (8-bit MONOCHROME2 JPEG baseline).

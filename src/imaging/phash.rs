@@ -89,10 +89,7 @@ impl RowReducer {
     /// Reduces the next source row.
     pub fn push(&mut self, src: &[u8]) {
         for s in &self.xs {
-            let whole: u32 = src[(s.first + 1).min(s.last)..s.last]
-                .iter()
-                .map(|&v| v as u32)
-                .sum();
+            let whole = sum_u8(&src[(s.first + 1).min(s.last)..s.last]);
             let edge = if s.w_last > 0.0 {
                 src[s.last] as f64 * s.w_last
             } else {
@@ -125,6 +122,23 @@ impl RowReducer {
         }
         out
     }
+}
+
+/// The sum of a short run of pixels (a span is 30-200 pixels): in fixed blocks of 16 and 8,
+/// which the compiler vectorises, where a plain sum of a slice this short runs mostly in its
+/// scalar tail (2-3x slower). Integer sums: the order does not change the result.
+fn sum_u8(px: &[u8]) -> u32 {
+    let block = |b: &[u8]| b.iter().map(|&v| v as u32).sum::<u32>();
+    let mut sixteens = px.chunks_exact(16);
+    let mut total: u32 = (&mut sixteens)
+        .map(|c| block(<&[u8; 16]>::try_from(c).expect("16 bytes")))
+        .sum();
+    let mut rest = sixteens.remainder();
+    if rest.len() >= 8 {
+        total += block(<&[u8; 8]>::try_from(&rest[..8]).expect("8 bytes"));
+        rest = &rest[8..];
+    }
+    total + block(rest)
 }
 
 /// The (dHash, pHash) of a `w`x`h` grayscale image, from one read of its pixels (each row
@@ -225,6 +239,18 @@ pub fn hamming(a: u64, b: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sum_u8_equals_a_plain_sum_at_every_length() {
+        let px: Vec<u8> = (0..300u32).map(|i| (i * 37 % 256) as u8).collect();
+        for start in [0, 1, 7] {
+            for len in 0..px.len() - start {
+                let s = &px[start..start + len];
+                let want: u32 = s.iter().map(|&v| v as u32).sum();
+                assert_eq!(sum_u8(s), want, "start {start}, len {len}");
+            }
+        }
+    }
 
     /// Seeded blobs on a gradient: structurally different images for different seeds.
     fn blobs(seed: u64, w: usize, h: usize) -> Vec<u8> {
