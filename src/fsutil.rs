@@ -149,11 +149,72 @@ impl Confined {
 
     /// Reads `rel` whole.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        Ok(self.read_stamped(rel)?.0)
+    }
+
+    /// Reads `rel` whole, with the file's stamp taken after the read (so it reflects every
+    /// write made before or during it; `None` where stamps are not supported).
+    pub fn read_stamped(&self, rel: &str) -> Result<(Vec<u8>, Option<FileStamp>)> {
         let mut bytes = Vec::new();
-        self.open(rel)?
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", self.root.join(rel).display()))?;
-        Ok(bytes)
+        let mut f = self.open(rel)?;
+        let context = || format!("reading {}", self.root.join(rel).display());
+        f.read_to_end(&mut bytes).with_context(context)?;
+        let stamp = FileStamp::of(&f.metadata().with_context(context)?);
+        Ok((bytes, stamp))
+    }
+}
+
+/// What identifies one version of a file without reading it: device, inode, size, and the
+/// modification and status-change times (ns). Writing a file changes its ctime, which no
+/// program can set back, so a file whose stamp is unchanged has not been written since, with
+/// one exception: file times come from a clock that ticks every few milliseconds, and a write
+/// in the same tick as the first stamp leaves it unchanged. A stamp taken long enough after the
+/// file's last change ([`FileStamp::settled`]) has no such tick left; git trusts its index the
+/// same way ("racily clean" entries are re-read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    /// How long after a file's last change its stamp can vouch for it (many clock ticks).
+    pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// The stamp of a file's metadata (`None` off Unix).
+    pub fn of(meta: &std::fs::Metadata) -> Option<FileStamp> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+            Some(FileStamp {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+                ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            None
+        }
+    }
+
+    /// True when the file last changed at least [`FileStamp::SETTLE`] before `taken` (the
+    /// time, on the system clock, just before this stamp was read): a later write then always
+    /// changes the stamp.
+    pub fn settled(&self, taken: std::time::SystemTime) -> bool {
+        let taken = match taken.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(_) => return false,
+        };
+        let last = self.mtime_ns.max(self.ctime_ns);
+        taken - last >= Self::SETTLE.as_nanos() as i128
     }
 }
 
@@ -224,6 +285,40 @@ pub fn rel_string(base: &Path, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stamp_changes_with_any_write_and_settles_with_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let stamp = |p: &Path| FileStamp::of(&std::fs::metadata(p).unwrap()).unwrap();
+        let first = stamp(&p);
+        let now = std::time::SystemTime::now();
+        assert!(
+            !first.settled(now),
+            "a file written just now is not settled"
+        );
+        let later = now + FileStamp::SETTLE + std::time::Duration::from_millis(1);
+        assert!(first.settled(later));
+        assert_eq!(stamp(&p), first, "reading metadata changes nothing");
+        // The same size, the old modification time put back: the change time still moves. (The
+        // pause only puts the rewrite in a later tick of the file clock.)
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(&p, b"xyz").unwrap();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_ne!(stamp(&p), first);
+        // Read back with its stamp: the same as the metadata's.
+        let root = Confined::new(dir.path()).unwrap();
+        let (bytes, s) = root.read_stamped("f").unwrap();
+        assert_eq!((bytes.as_slice(), s), (&b"xyz"[..], Some(stamp(&p))));
+    }
 
     #[test]
     fn escaping_paths_are_refused() {

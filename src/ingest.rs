@@ -74,7 +74,8 @@ impl SourceRoots {
 }
 
 /// Outcome of locating one image: its hash when read, or why it is excluded.
-type Located = std::result::Result<Option<String>, (Exclusion, String)>;
+type Located =
+    std::result::Result<Option<(String, Option<fsutil::FileStamp>)>, (Exclusion, String)>;
 
 /// How images are treated by a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,18 @@ pub enum ImageCheck {
     Exists,
     /// The file is read (confined to its source root) and hashed.
     Hash,
+}
+
+/// The SHA-256 of an open file, and its stamp when the stamp can vouch for those bytes later
+/// (unchanged while they were read, and settled: see [`fsutil::FileStamp`]), so that the image
+/// stage can skip hashing the file a second time.
+fn hash_stamped(f: &std::fs::File) -> Result<(String, Option<fsutil::FileStamp>)> {
+    let taken = std::time::SystemTime::now();
+    let before = fsutil::FileStamp::of(&f.metadata()?);
+    let hash = fsutil::sha256_reader(f)?;
+    let after = fsutil::FileStamp::of(&f.metadata()?);
+    let stamp = before.filter(|b| after == Some(*b) && b.settled(taken));
+    Ok((hash, stamp))
 }
 
 /// Checks (or hashes) the image of every labelled candidate in parallel; a missing or unreadable
@@ -117,7 +130,7 @@ pub fn locate(
                 Ok(true) if check == ImageCheck::Exists => Ok(None),
                 Ok(true) => confined
                     .open(rel)
-                    .and_then(|f| Ok(fsutil::sha256_reader(f)?))
+                    .and_then(|f| hash_stamped(&f))
                     .map(Some)
                     .map_err(unreadable),
             };
@@ -126,9 +139,10 @@ pub fn locate(
         .collect();
     for (i, res) in results {
         match res {
-            Ok(Some(hash)) => {
+            Ok(Some((hash, stamp))) => {
                 inputs.insert(records[i].path.clone(), hash.clone());
                 records[i].sha256 = Some(hash);
+                records[i].stamp = stamp;
             }
             Ok(None) => {}
             Err((why, detail)) => {

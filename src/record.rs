@@ -137,6 +137,9 @@ pub struct Record {
     pub columns: Option<u8>,
     /// SHA-256 of the image file, when it was read.
     pub sha256: Option<String>,
+    /// The image file's stamp when `sha256` was taken, if it can vouch for the same bytes later
+    /// (see [`crate::fsutil::FileStamp`]); not part of the manifest.
+    pub stamp: Option<crate::fsutil::FileStamp>,
     /// Why the image stage could not use the image (quarantined), if it ran.
     pub image_error: Option<String>,
 }

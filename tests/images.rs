@@ -552,6 +552,54 @@ fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
 }
 
 #[test]
+fn a_settled_image_is_vouched_for_by_its_stamp_and_a_rewritten_one_is_hashed_again() {
+    use covidx::imaging::stage::{self, StageInput, StageOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = bad_corpus(tmp.path());
+    // Only files last changed FileStamp::SETTLE before ingest keep a stamp.
+    std::thread::sleep(covidx::fsutil::FileStamp::SETTLE + std::time::Duration::from_millis(100));
+    let (pipeline, _) = covidx::config::Pipeline::load(&opts.pipeline).unwrap();
+    let (mut records, assignment, _) =
+        covidx::builder::plan(&pipeline, &opts.sources, covidx::ingest::ImageCheck::Hash).unwrap();
+    let good = records
+        .iter()
+        .position(|r| r.path.ends_with("good.png"))
+        .unwrap();
+    assert!(
+        records[good].stamp.is_some(),
+        "a settled file keeps its stamp"
+    );
+    // A wrong ingest hash under an unchanged stamp: the stamp vouches, the file is not hashed
+    // again (which is what the stamp saves).
+    records[good].sha256 = Some("0".repeat(64));
+    let run = |records: &[covidx::record::Record], out: &str| {
+        let dir = covidx::build_dir::BuildDir::new(tmp.path().join(out));
+        let input = StageInput {
+            pipeline: &pipeline,
+            sources_dir: &opts.sources,
+            records,
+            assignment: &assignment,
+            dir: &dir,
+            params: "test",
+        };
+        stage::run(&input, StageOptions::default()).unwrap()
+    };
+    let first = run(&records, "out-a");
+    assert!(first.quarantine.iter().all(|q| q.record != good));
+    // The same bytes written again: a new stamp, so the file is hashed and the (wrong) ingest
+    // hash is caught.
+    let path = opts.sources.join(&records[good].path);
+    std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    let second = run(&records, "out-b");
+    let q = second
+        .quarantine
+        .iter()
+        .find(|q| q.record == good)
+        .expect("re-hashed");
+    assert_eq!(q.reason, "changed");
+}
+
+#[test]
 fn a_resume_state_written_with_other_parameters_is_not_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let first = demo(tmp.path());

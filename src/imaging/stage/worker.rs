@@ -96,12 +96,13 @@ fn plan(job: &ShardJob<'_>) -> Plan {
 }
 
 /// Reads a record's image through its source root (never following a symlink out of it) and
-/// checks it against the sha256 taken at ingest.
+/// checks it against the sha256 taken at ingest: by the file's stamp when ingest kept one and
+/// it is unchanged (the file was not written since), else by hashing the bytes again.
 fn read_checked(r: &Record, roots: &SourceRoots) -> Result<Vec<u8>, DecodeError> {
     let (root, rel) = roots
         .of(r)
         .ok_or_else(|| DecodeError::new("missing", "record names no image"))?;
-    let bytes = root.read(rel).map_err(|e| {
+    let (bytes, stamp) = root.read_stamped(rel).map_err(|e| {
         let missing = e
             .chain()
             .filter_map(|c| c.downcast_ref::<std::io::Error>())
@@ -111,7 +112,8 @@ fn read_checked(r: &Record, roots: &SourceRoots) -> Result<Vec<u8>, DecodeError>
             format!("{e:#}"),
         )
     })?;
-    if let Some(want) = &r.sha256 {
+    let unchanged = r.stamp.is_some() && r.stamp == stamp;
+    if let (Some(want), false) = (&r.sha256, unchanged) {
         let got = crate::fsutil::sha256_hex(&bytes);
         if &got != want {
             return Err(DecodeError::new(
