@@ -257,6 +257,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     };
     let written = outputs::write(&dir, &pipeline, &pipeline_bytes, &records, &assignment)?;
     outputs.extend(written.outputs);
+    let (summary, manifest) = (written.summary, written.manifest);
     // Whatever of ours is left and was not written now is an earlier build's.
     removed.extend(
         dir.remove_outputs_except(|rel| {
@@ -294,13 +295,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     write_build_info(&dir, opts)?;
     tracing::info!("lock and build.json: {:.3?}", t.elapsed());
     let t = std::time::Instant::now();
-    let (audit, audit_failed) = audit_build(&dir)?;
+    // The audit reads the build as written, from memory (the same manifest, pipeline and lock
+    // that `audit::Build::open` would read back).
+    let build = crate::audit::Build {
+        dir: dir.clone(),
+        manifest,
+        pipeline,
+        lock,
+    };
+    let (audit, audit_failed) = audit_build(&build)?;
+    let crate::audit::Build { pipeline, lock, .. } = build;
     tracing::info!("audit (metadata): {:.3?}", t.elapsed());
     Ok(BuildOutcome {
         pipeline,
         records,
         assignment,
-        summary: written.summary,
+        summary,
         lock,
         images,
         removed,
@@ -373,10 +383,9 @@ fn write_build_info(dir: &BuildDir, opts: &BuildOptions) -> Result<()> {
 
 /// The metadata-level audit every build runs at its end: writes `audit/report.{md,json}` and
 /// returns the audit with the `[audit] fail_on` checks that found a problem.
-fn audit_build(dir: &BuildDir) -> Result<(crate::audit::Audit, Vec<String>)> {
-    let build = crate::audit::Build::open(dir)?;
-    let a = crate::audit::audit(&build, &crate::audit::Options::default())?;
-    crate::audit::write_reports(&build, &a, &["md", "json"])?;
+fn audit_build(build: &crate::audit::Build) -> Result<(crate::audit::Audit, Vec<String>)> {
+    let a = crate::audit::audit(build, &crate::audit::Options::default())?;
+    crate::audit::write_reports(build, &a, &["md", "json"])?;
     let failed = a.failed(&build.pipeline.audit.fail_on);
     Ok((a, failed))
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::build_dir::{self, BuildDir};
 use crate::config::Pipeline;
 use crate::fsutil;
-use crate::manifest;
+use crate::manifest::{self, Manifest};
 use crate::record::{Record, Split};
 use crate::split::Assignment;
 use crate::summary::{self, Summary};
@@ -33,6 +33,8 @@ pub struct Written {
     pub summary: Summary,
     /// Every file written (relative to the build directory) and its SHA-256.
     pub outputs: BTreeMap<String, String>,
+    /// The manifest written, typed.
+    pub manifest: Manifest,
 }
 
 /// Writes the split files, manifest, summary and pipeline copy into `dir`.
@@ -57,11 +59,18 @@ pub fn write(
     };
     // The Parquet and CSV encodings of the manifest are the costly outputs: made side by
     // side, then every file written and hashed in parallel.
-    let (parquet, (csv, splits)) = rayon::join(
+    // The typed manifest (for the audit that ends the build) comes from the same frame, not
+    // from reading the Parquet back.
+    let (parquet, (csv, (splits, typed))) = rayon::join(
         || manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION),
         || {
-            let csv = manifest::csv_bytes(&frame);
-            (csv, [lines(&assignment.train), lines(&assignment.test)])
+            rayon::join(
+                || manifest::csv_bytes(&frame),
+                || {
+                    let splits = [lines(&assignment.train), lines(&assignment.test)];
+                    (splits, Manifest::from_frame(&frame, build_dir::MANIFEST))
+                },
+            )
         },
     );
     let [train, test] = splits;
@@ -82,5 +91,9 @@ pub fn write(
         .collect();
     let outputs = hashes.into_iter().collect::<Result<BTreeMap<_, _>>>()?;
     tracing::info!("outputs written: {:.3?}", t.elapsed());
-    Ok(Written { summary, outputs })
+    Ok(Written {
+        summary,
+        outputs,
+        manifest: typed?,
+    })
 }
