@@ -11,7 +11,9 @@ use rustc_hash::FxHashMap as HashMap;
 
 use anyhow::Result;
 
-use super::{field as row_field, image_path, source_path, ReadContext, Table};
+use rayon::prelude::*;
+
+use super::{field as row_field, image_path, source_path, InputHashes, ReadContext, Table};
 use crate::config::Source;
 use crate::record::{Exclusion, Record};
 
@@ -20,24 +22,25 @@ pub const CLASS_FILE: &str = "stage_2_detailed_class_info.csv";
 /// Directory of the DICOM images inside the source directory.
 pub const IMAGE_DIR: &str = "stage_2_train_images";
 
-struct Patient {
-    class: Option<(String, u64)>,
-    target: Option<(String, u64)>,
+struct Patient<'t> {
+    class: Option<(&'t str, u64)>,
+    target: Option<(&'t str, u64)>,
     conflict: Option<String>,
     line: u64,
-    file: String,
+    file: &'t str,
 }
 
-/// The patients of both files in order of first appearance, and the rows too short to read.
-struct Patients {
-    order: Vec<String>,
-    by_id: HashMap<String, Patient>,
+/// The patients of both files in order of first appearance, and the rows too short to read
+/// (fields borrowed from the tables: 60k rows upstream, no copy per row).
+struct Patients<'t> {
+    order: Vec<&'t str>,
+    by_id: HashMap<&'t str, Patient<'t>>,
     malformed: Vec<(String, u64, String)>,
 }
 
 /// Collects every patient's class (class file) and `Target` (labels file), noting the first
 /// contradiction within a file.
-fn collect(classes: &Table, labels: &Table) -> Result<Patients> {
+fn collect<'t>(classes: &'t Table, labels: &'t Table) -> Result<Patients<'t>> {
     let mut p = Patients {
         order: Vec::new(),
         by_id: HashMap::default(),
@@ -51,7 +54,7 @@ fn collect(classes: &Table, labels: &Table) -> Result<Patients> {
                 row_field(table, row, pid_col),
                 row_field(table, row, val_col),
             ) {
-                (Ok(p), Ok(v)) if !p.is_empty() => (p.to_string(), v.to_string()),
+                (Ok(p), Ok(v)) if !p.is_empty() => (p, v),
                 (Err(d), _) | (_, Err(d)) => {
                     p.malformed.push((table.file.clone(), row.line, d));
                     continue;
@@ -62,14 +65,14 @@ fn collect(classes: &Table, labels: &Table) -> Result<Patients> {
                     continue;
                 }
             };
-            let entry = p.by_id.entry(pid.clone()).or_insert_with(|| {
-                p.order.push(pid.clone());
+            let entry = p.by_id.entry(pid).or_insert_with(|| {
+                p.order.push(pid);
                 Patient {
                     class: None,
                     target: None,
                     conflict: None,
                     line: row.line,
-                    file: table.file.clone(),
+                    file: &table.file,
                 }
             });
             let slot = if is_class {
@@ -92,18 +95,27 @@ fn collect(classes: &Table, labels: &Table) -> Result<Patients> {
     Ok(p)
 }
 
-/// Reads the two RSNA CSVs into one record per patient.
+/// Reads the two RSNA CSVs into one record per patient. The two files are parsed side by
+/// side, and the records (one per patient, ~27k upstream) made in parallel, in order.
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let labels_file = source_path(src, &src.metadata);
     let class_file = source_path(src, CLASS_FILE);
-    let classes = Table::load(ctx.root, &class_file, src.encoding, b',', ctx.inputs)?;
-    let labels = Table::load(ctx.root, &labels_file, src.encoding, b',', ctx.inputs)?;
+    let (mut class_inputs, mut label_inputs) = (InputHashes::new(), InputHashes::new());
+    let root = ctx.root;
+    let (classes, labels) = rayon::join(
+        || Table::load(root, &class_file, src.encoding, b',', &mut class_inputs),
+        || Table::load(root, &labels_file, src.encoding, b',', &mut label_inputs),
+    );
+    let (classes, labels) = (classes?, labels?);
+    ctx.inputs.extend(class_inputs);
+    ctx.inputs.extend(label_inputs);
     let patients = collect(&classes, &labels)?;
-    let mut out = Vec::with_capacity(patients.order.len() + patients.malformed.len());
-    for pid in &patients.order {
-        let p = &patients.by_id[pid];
-        out.push(record_of(src, pid, p, (&class_file, &labels_file))?);
-    }
+    let mut out = patients
+        .order
+        .par_iter()
+        .map(|pid| record_of(src, pid, &patients.by_id[pid], (&class_file, &labels_file)))
+        .collect::<Result<Vec<Record>>>()?;
+    out.reserve(patients.malformed.len());
     for (file, line, detail) in patients.malformed {
         let mut rec = Record {
             source: src.name.clone(),
@@ -123,7 +135,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
 fn record_of(
     src: &Source,
     pid: &str,
-    p: &Patient,
+    p: &Patient<'_>,
     (class_file, labels_file): (&str, &str),
 ) -> Result<Record> {
     let ext = src.config.output_ext.as_deref().unwrap_or("png");
@@ -131,23 +143,23 @@ fn record_of(
     let mut rec = Record {
         source: src.name.clone(),
         tag: src.tag.clone(),
-        file: p.file.clone(),
+        file: p.file.to_string(),
         line: p.line,
         subject: pid.to_string(),
         image: format!("{pid}.{ext}"),
-        path: image_path(src, &p.file, p.line, "patientId", &image_rel)?,
+        path: image_path(src, p.file, p.line, "patientId", &image_rel)?,
         patient: pid.to_string(),
         ..Record::default()
     };
     rec.finding = match (&p.class, &p.target) {
-        (Some((c, _)), _) => c.clone(),
-        (None, Some((t, _))) => t.clone(),
+        (Some((c, _)), _) => c.to_string(),
+        (None, Some((t, _))) => t.to_string(),
         (None, None) => String::new(),
     };
     let consistent = match (&p.class, &p.target) {
         (Some((c, cl)), Some((t, tl))) => {
-            let opacity = c == "Lung Opacity";
-            let positive = t == "1";
+            let opacity = *c == "Lung Opacity";
+            let positive = *t == "1";
             (opacity == positive).then_some(()).ok_or_else(|| {
                 format!(
                     "{class_file}:{cl} field \"class\" is {c:?} but {labels_file}:{tl} \
