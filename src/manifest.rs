@@ -287,7 +287,7 @@ pub fn read_table(path: &Path, format: &str, version: &str) -> Result<DataFrame>
 }
 
 /// One manifest row, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestRow {
     /// Row number (the `record` of shards and the augmentation table).
     pub record: u64,

@@ -230,10 +230,16 @@ pub struct Against {
 pub fn audit(build: &Build, opts: &Options) -> Result<Audit> {
     let rows = &build.manifest.rows;
     let classes = build.pipeline.classes.clone();
-    let labels = labels::audit(rows);
-    let overlap = overlap::audit(rows);
-    let confounding = confounding::audit(rows, &classes);
-    let splits = splits::audit(rows, &build.pipeline);
+    // The four metadata audits are independent: run side by side.
+    let ((labels, overlap), (confounding, splits)) = rayon::join(
+        || rayon::join(|| labels::audit(rows), || overlap::audit(rows)),
+        || {
+            rayon::join(
+                || confounding::audit(rows, &classes),
+                || splits::audit(rows, &build.pipeline),
+            )
+        },
+    );
     let mut findings = Vec::new();
     findings.extend(labels.findings());
     findings.extend(overlap.findings());

@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{Finding, Severity};
 use crate::manifest::ManifestRow;
+use crate::record::Split;
 
 /// A patient found in more than one split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,66 +60,90 @@ pub struct OverlapAudit {
 
 /// Computes the overlap audit from the manifest.
 pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
-    let mut by_patient: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut ids: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.exclusion.is_none() || r.split.is_some())
-    {
-        let split = r.split.map_or("none", |s| s.name()).to_string();
-        if r.split.is_some() {
-            *by_patient
-                .entry(&r.patient_key)
-                .or_default()
-                .entry(split.clone())
-                .or_default() += 1;
+    // Counted under borrowed keys with a slot per split; the few patients and ids that are
+    // reported are then gathered in order.
+    let slot = |s: Split| match s {
+        Split::Train => 0,
+        Split::Test => 1,
+    };
+    let kept = || {
+        rows.iter()
+            .filter(|r| r.exclusion.is_none() || r.split.is_some())
+    };
+    let mut by_patient: FxHashMap<&str, [u64; 2]> = FxHashMap::default();
+    // Upstream id -> the first source that has it, and whether another one does too.
+    let mut id_sources: FxHashMap<&str, (&str, bool)> = FxHashMap::default();
+    for r in kept() {
+        if let Some(s) = r.split {
+            by_patient.entry(&r.patient_key).or_default()[slot(s)] += 1;
         }
         if !r.patient.is_empty() {
-            ids.entry(&r.patient)
-                .or_default()
-                .entry(r.source.clone())
-                .or_default()
-                .insert(split);
+            let e = id_sources.entry(&r.patient).or_insert((&r.source, false));
+            e.1 |= e.0 != r.source;
         }
     }
-    let across_splits = by_patient
+    let splits_of = |counts: &[u64; 2]| -> BTreeMap<String, u64> {
+        [Split::Train, Split::Test]
+            .into_iter()
+            .filter(|&s| counts[slot(s)] > 0)
+            .map(|s| (s.name().to_string(), counts[slot(s)]))
+            .collect()
+    };
+    let mut across: Vec<(&str, &[u64; 2])> = by_patient
         .iter()
-        .filter(|(_, s)| s.len() > 1)
-        .map(|(p, s)| SplitOverlap {
+        .filter(|(_, c)| c.iter().filter(|&&n| n > 0).count() > 1)
+        .map(|(p, c)| (*p, c))
+        .collect();
+    across.sort_unstable_by_key(|(p, _)| *p);
+    let across_splits = across
+        .into_iter()
+        .map(|(p, c)| SplitOverlap {
             patient: p.to_string(),
-            images: s.clone(),
+            images: splits_of(c),
         })
         .collect();
+    let mut ids: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for r in kept().filter(|r| !r.patient.is_empty() && id_sources[r.patient.as_str()].1) {
+        let split = r.split.map_or("none", |s| s.name()).to_string();
+        ids.entry(&r.patient)
+            .or_default()
+            .entry(r.source.clone())
+            .or_default()
+            .insert(split);
+    }
     let shared_ids = ids
         .into_iter()
-        .filter(|(_, s)| s.len() > 1)
         .map(|(id, sources)| SharedId {
             id: id.to_string(),
             sources,
         })
         .collect();
-    let mut per_split: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for splits in by_patient.values() {
-        for (split, &n) in splits {
-            per_split.entry(split.clone()).or_default().push(n);
-        }
-    }
-    let per_patient = per_split
+    let mut splits = [Split::Train, Split::Test];
+    splits.sort_by_key(|s| s.name());
+    let per_patient = splits
         .into_iter()
-        .map(|(split, counts)| {
+        .filter_map(|s| {
+            let counts: Vec<u64> = by_patient
+                .values()
+                .map(|c| c[slot(s)])
+                .filter(|&n| n > 0)
+                .collect();
+            if counts.is_empty() {
+                return None;
+            }
             let images: u64 = counts.iter().sum();
             let mut histogram = [0u64; 5];
             for &n in &counts {
                 histogram[(n.clamp(1, 5) - 1) as usize] += 1;
             }
-            PerPatient {
-                split,
+            Some(PerPatient {
+                split: s.name().to_string(),
                 patients: counts.len() as u64,
                 images,
                 max: counts.iter().copied().max().unwrap_or(0),
                 mean: images as f64 / counts.len().max(1) as f64,
                 histogram,
-            }
+            })
         })
         .collect();
     OverlapAudit {
@@ -161,5 +187,150 @@ impl OverlapAudit {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `n` varied manifest rows: sources, patients in one or both splits, ids shared across
+    /// sources, excluded rows with and without a split, labels, findings, empty ids.
+    pub(crate) fn rows(n: usize) -> Vec<ManifestRow> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        (0..n)
+            .map(|i| {
+                let source = ["cohen", "rsna", "figure1"][next(3) as usize].to_string();
+                let patient = match next(10) {
+                    0 => String::new(),
+                    _ => format!("p{}", next(n as u64 / 4 + 1)),
+                };
+                let split = [Some(Split::Train), Some(Split::Test), None][next(3) as usize];
+                let label = match next(4) {
+                    0 => None,
+                    k => Some(["normal", "pneumonia", "COVID-19"][k as usize - 1].to_string()),
+                };
+                let exclusion = match (split, next(3)) {
+                    (Some(_), 0) | (None, 0 | 1) => {
+                        Some(["unmapped-finding", "view-filtered"][next(2) as usize].to_string())
+                    }
+                    _ => None,
+                };
+                let finding = ["Normal", "COVID-19", "Lung Opacity", "Effusion|Mass", ""]
+                    [next(5) as usize]
+                    .to_string();
+                ManifestRow {
+                    record: i as u64,
+                    patient_key: format!("{source}:{patient}"),
+                    source,
+                    patient,
+                    finding_parsed: finding.to_lowercase(),
+                    finding,
+                    label,
+                    split,
+                    exclusion,
+                    ..ManifestRow::default()
+                }
+            })
+            .collect()
+    }
+
+    /// The plain version (nested maps of owned keys): the reference the counted one matches.
+    fn reference(rows: &[ManifestRow]) -> OverlapAudit {
+        let mut by_patient: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut ids: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.exclusion.is_none() || r.split.is_some())
+        {
+            let split = r.split.map_or("none", |s| s.name()).to_string();
+            if r.split.is_some() {
+                *by_patient
+                    .entry(&r.patient_key)
+                    .or_default()
+                    .entry(split.clone())
+                    .or_default() += 1;
+            }
+            if !r.patient.is_empty() {
+                ids.entry(&r.patient)
+                    .or_default()
+                    .entry(r.source.clone())
+                    .or_default()
+                    .insert(split);
+            }
+        }
+        let across_splits = by_patient
+            .iter()
+            .filter(|(_, s)| s.len() > 1)
+            .map(|(p, s)| SplitOverlap {
+                patient: p.to_string(),
+                images: s.clone(),
+            })
+            .collect();
+        let shared_ids = ids
+            .into_iter()
+            .filter(|(_, s)| s.len() > 1)
+            .map(|(id, sources)| SharedId {
+                id: id.to_string(),
+                sources,
+            })
+            .collect();
+        let mut per_split: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for splits in by_patient.values() {
+            for (split, &n) in splits {
+                per_split.entry(split.clone()).or_default().push(n);
+            }
+        }
+        let per_patient = per_split
+            .into_iter()
+            .map(|(split, counts)| {
+                let images: u64 = counts.iter().sum();
+                let mut histogram = [0u64; 5];
+                for &n in &counts {
+                    histogram[(n.clamp(1, 5) - 1) as usize] += 1;
+                }
+                PerPatient {
+                    split,
+                    patients: counts.len() as u64,
+                    images,
+                    max: counts.iter().copied().max().unwrap_or(0),
+                    mean: images as f64 / counts.len().max(1) as f64,
+                    histogram,
+                }
+            })
+            .collect();
+        OverlapAudit {
+            across_splits,
+            shared_ids,
+            per_patient,
+        }
+    }
+
+    #[test]
+    fn the_counted_audit_equals_the_reference() {
+        for n in [0, 1, 50, 3000] {
+            let rows = rows(n);
+            let a = audit(&rows);
+            assert_eq!(a, reference(&rows), "{n} rows");
+            if n == 3000 {
+                assert!(!a.across_splits.is_empty() && !a.shared_ids.is_empty());
+                assert_eq!(a.per_patient.len(), 2);
+            }
+        }
+        // Only test rows: one split reported.
+        let only_test: Vec<ManifestRow> = rows(200)
+            .into_iter()
+            .map(|r| ManifestRow {
+                split: Some(Split::Test),
+                ..r
+            })
+            .collect();
+        assert_eq!(audit(&only_test), reference(&only_test));
     }
 }
