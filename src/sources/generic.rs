@@ -4,6 +4,7 @@
 //! `finding_separator` by the label stage.
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 
 use super::{image_path, read_rows, source_path, ReadContext, RowColumns, Table};
 use crate::config::Source;
@@ -35,17 +36,20 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         url: None,
     };
     let image_dir = src.config.image_dir.as_deref().unwrap_or("images");
-    let mut out = Vec::with_capacity(table.rows.len());
-    for (mut rec, row) in read_rows(src, &table, &columns) {
-        if rec.exclusion != Some(Exclusion::MalformedRow) {
-            let rel = if image_dir.is_empty() {
-                rec.image.clone()
-            } else {
-                format!("{}/{}", image_dir.trim_end_matches('/'), rec.image)
-            };
-            rec.path = image_path(src, &table.file, row.line, &cols.image, &rel)?;
-        }
-        out.push(rec);
-    }
-    Ok(out)
+    // Paths resolved in parallel; the first refused one in file order is the error.
+    let resolved: Vec<Result<Record>> = read_rows(src, &table, &columns)
+        .into_par_iter()
+        .map(|(mut rec, row)| {
+            if rec.exclusion != Some(Exclusion::MalformedRow) {
+                let rel = if image_dir.is_empty() {
+                    rec.image.clone()
+                } else {
+                    format!("{}/{}", image_dir.trim_end_matches('/'), rec.image)
+                };
+                rec.path = image_path(src, &table.file, row.line, &cols.image, &rel)?;
+            }
+            Ok(rec)
+        })
+        .collect();
+    resolved.into_iter().collect()
 }

@@ -13,6 +13,8 @@ pub mod table;
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use anyhow::{Context, Result};
 
 use crate::config::{Source, SourceKind};
@@ -279,7 +281,8 @@ pub(crate) struct RowColumns {
 /// One record per row with patient, finding, view, modality and image name filled in. A row
 /// too short for a required column, or with an empty patient or image field, is excluded as
 /// `malformed-row` (naming file, line and column); a blank finding as `unlabelled`; text past
-/// the named columns is noted in `detail`. Readers then resolve each record's path.
+/// the named columns is noted in `detail`. Readers then resolve each record's path. Rows are
+/// made in parallel, in file order.
 pub(crate) fn read_rows<'t>(
     src: &Source,
     table: &'t Table,
@@ -287,9 +290,10 @@ pub(crate) fn read_rows<'t>(
 ) -> Vec<(Record, &'t Row)> {
     let field = |row: &Row, idx: usize| field(table, row, idx).map(str::to_string);
     let optional = |row: &Row, idx: Option<usize>| idx.map(|i| field(row, i)).transpose();
+    // Rows are independent: made in parallel, collected in file order.
     table
         .rows
-        .iter()
+        .par_iter()
         .map(|row| {
             let mut rec = new_record(src, table, row);
             let filled = (|| -> std::result::Result<(), String> {
