@@ -519,29 +519,58 @@ fn demo_dicoms_decode_in_every_encoding() {
     }
 }
 
-#[test]
-fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
-    use covidx::imaging::stage::{self, StageInput, StageOptions};
-    let tmp = tempfile::tempdir().unwrap();
-    let opts = bad_corpus(tmp.path());
+/// The bad corpus planned (its images hashed at ingest), after `settle`: the build options,
+/// pipeline, records, assignment and the record of `good.png`.
+fn planned_bad_corpus(
+    dir: &Path,
+    settle: std::time::Duration,
+) -> (
+    BuildOptions,
+    covidx::config::Pipeline,
+    Vec<covidx::record::Record>,
+    covidx::split::Assignment,
+    usize,
+) {
+    let opts = bad_corpus(dir);
+    std::thread::sleep(settle);
     let (pipeline, _) = covidx::config::Pipeline::load(&opts.pipeline).unwrap();
-    let (mut records, assignment, _) =
+    let (records, assignment, _) =
         covidx::builder::plan(&pipeline, &opts.sources, covidx::ingest::ImageCheck::Hash).unwrap();
     let good = records
         .iter()
         .position(|r| r.path.ends_with("good.png"))
         .unwrap();
-    records[good].sha256 = Some("0".repeat(64));
-    let dir = covidx::build_dir::BuildDir::new(&opts.out);
+    (opts, pipeline, records, assignment, good)
+}
+
+/// The image stage alone over `records`, into `out`.
+fn run_stage(
+    opts: &BuildOptions,
+    pipeline: &covidx::config::Pipeline,
+    records: &[covidx::record::Record],
+    assignment: &covidx::split::Assignment,
+    out: &Path,
+) -> covidx::imaging::stage::StageOutcome {
+    use covidx::imaging::stage::{self, StageInput, StageOptions};
+    let dir = covidx::build_dir::BuildDir::new(out);
     let input = StageInput {
-        pipeline: &pipeline,
+        pipeline,
         sources_dir: &opts.sources,
-        records: &records,
-        assignment: &assignment,
+        records,
+        assignment,
         dir: &dir,
         params: "test",
     };
-    let outcome = stage::run(&input, StageOptions::default()).unwrap();
+    stage::run(&input, StageOptions::default()).unwrap()
+}
+
+#[test]
+fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (opts, pipeline, mut records, assignment, good) =
+        planned_bad_corpus(tmp.path(), std::time::Duration::ZERO);
+    records[good].sha256 = Some("0".repeat(64));
+    let outcome = run_stage(&opts, &pipeline, &records, &assignment, &opts.out);
     let q = outcome
         .quarantine
         .iter()
@@ -553,18 +582,10 @@ fn an_image_that_changed_since_ingest_is_quarantined_as_changed() {
 
 #[test]
 fn a_settled_image_is_vouched_for_by_its_stamp_and_a_rewritten_one_is_hashed_again() {
-    use covidx::imaging::stage::{self, StageInput, StageOptions};
     let tmp = tempfile::tempdir().unwrap();
-    let opts = bad_corpus(tmp.path());
     // Only files last changed FileStamp::SETTLE before ingest keep a stamp.
-    std::thread::sleep(covidx::fsutil::FileStamp::SETTLE + std::time::Duration::from_millis(100));
-    let (pipeline, _) = covidx::config::Pipeline::load(&opts.pipeline).unwrap();
-    let (mut records, assignment, _) =
-        covidx::builder::plan(&pipeline, &opts.sources, covidx::ingest::ImageCheck::Hash).unwrap();
-    let good = records
-        .iter()
-        .position(|r| r.path.ends_with("good.png"))
-        .unwrap();
+    let settle = covidx::fsutil::FileStamp::SETTLE + std::time::Duration::from_millis(100);
+    let (opts, pipeline, mut records, assignment, good) = planned_bad_corpus(tmp.path(), settle);
     assert!(
         records[good].stamp.is_some(),
         "a settled file keeps its stamp"
@@ -572,25 +593,25 @@ fn a_settled_image_is_vouched_for_by_its_stamp_and_a_rewritten_one_is_hashed_aga
     // A wrong ingest hash under an unchanged stamp: the stamp vouches, the file is not hashed
     // again (which is what the stamp saves).
     records[good].sha256 = Some("0".repeat(64));
-    let run = |records: &[covidx::record::Record], out: &str| {
-        let dir = covidx::build_dir::BuildDir::new(tmp.path().join(out));
-        let input = StageInput {
-            pipeline: &pipeline,
-            sources_dir: &opts.sources,
-            records,
-            assignment: &assignment,
-            dir: &dir,
-            params: "test",
-        };
-        stage::run(&input, StageOptions::default()).unwrap()
-    };
-    let first = run(&records, "out-a");
+    let first = run_stage(
+        &opts,
+        &pipeline,
+        &records,
+        &assignment,
+        &tmp.path().join("a"),
+    );
     assert!(first.quarantine.iter().all(|q| q.record != good));
     // The same bytes written again: a new stamp, so the file is hashed and the (wrong) ingest
     // hash is caught.
     let path = opts.sources.join(&records[good].path);
     std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
-    let second = run(&records, "out-b");
+    let second = run_stage(
+        &opts,
+        &pipeline,
+        &records,
+        &assignment,
+        &tmp.path().join("b"),
+    );
     let q = second
         .quarantine
         .iter()

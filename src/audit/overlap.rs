@@ -128,28 +128,30 @@ pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
                 .map(|c| c[slot(s)])
                 .filter(|&n| n > 0)
                 .collect();
-            if counts.is_empty() {
-                return None;
-            }
-            let images: u64 = counts.iter().sum();
-            let mut histogram = [0u64; 5];
-            for &n in &counts {
-                histogram[(n.clamp(1, 5) - 1) as usize] += 1;
-            }
-            Some(PerPatient {
-                split: s.name().to_string(),
-                patients: counts.len() as u64,
-                images,
-                max: counts.iter().copied().max().unwrap_or(0),
-                mean: images as f64 / counts.len().max(1) as f64,
-                histogram,
-            })
+            (!counts.is_empty()).then(|| per_patient_of(s.name().to_string(), &counts))
         })
         .collect();
     OverlapAudit {
         across_splits,
         shared_ids,
         per_patient,
+    }
+}
+
+/// Images per patient in one split, from each patient's image count there.
+fn per_patient_of(split: String, counts: &[u64]) -> PerPatient {
+    let images: u64 = counts.iter().sum();
+    let mut histogram = [0u64; 5];
+    for &n in counts {
+        histogram[(n.clamp(1, 5) - 1) as usize] += 1;
+    }
+    PerPatient {
+        split,
+        patients: counts.len() as u64,
+        images,
+        max: counts.iter().copied().max().unwrap_or(0),
+        mean: images as f64 / counts.len().max(1) as f64,
+        histogram,
     }
 }
 
@@ -287,23 +289,10 @@ pub(crate) mod tests {
                 per_split.entry(split.clone()).or_default().push(n);
             }
         }
+        // (The statistics of a split's counts are shared: the counting is what is compared.)
         let per_patient = per_split
             .into_iter()
-            .map(|(split, counts)| {
-                let images: u64 = counts.iter().sum();
-                let mut histogram = [0u64; 5];
-                for &n in &counts {
-                    histogram[(n.clamp(1, 5) - 1) as usize] += 1;
-                }
-                PerPatient {
-                    split,
-                    patients: counts.len() as u64,
-                    images,
-                    max: counts.iter().copied().max().unwrap_or(0),
-                    mean: images as f64 / counts.len().max(1) as f64,
-                    histogram,
-                }
-            })
+            .map(|(split, counts)| per_patient_of(split, &counts))
             .collect();
         OverlapAudit {
             across_splits,
