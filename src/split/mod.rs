@@ -9,6 +9,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::{PinScope, Pipeline, Source, SplitMethod};
@@ -225,10 +226,15 @@ pub fn assign(
         .collect();
     let per_class = pipeline.split.pins == PinScope::PerClass;
     // Patient keys are built once; every patient-level decision below compares them.
-    let keys: HashMap<usize, String> = kept
-        .iter()
+    // Indexed by record (empty for records not kept).
+    let mut keys: Vec<String> = vec![String::new(); records.len()];
+    let made: Vec<(usize, String)> = kept
+        .par_iter()
         .map(|&i| (i, records[i].patient_key()))
         .collect();
+    for (i, key) in made {
+        keys[i] = key;
+    }
     let pinned = |i: usize| {
         let r = &records[i];
         let classes = pins
@@ -270,13 +276,13 @@ pub fn assign(
     }
     let mut test_keys: HashSet<&str> = HashSet::default();
     if !per_class {
-        test_keys.extend(pinned_records.iter().map(|i| keys[i].as_str()));
+        test_keys.extend(pinned_records.iter().map(|&i| keys[i].as_str()));
     }
 
     // 3. Seeded, class-stratified draw over the remaining patients (whole patients).
     if pipeline.split.method == SplitMethod::Seeded {
         let mut taken = test_keys.clone();
-        taken.extend(pinned_records.iter().map(|i| keys[i].as_str()));
+        taken.extend(pinned_records.iter().map(|&i| keys[i].as_str()));
         let drawn = seeded_draw(pipeline, records, &kept, &keys, &taken)?;
         test_keys.extend(drawn);
     }
@@ -284,7 +290,7 @@ pub fn assign(
     let mut out = Assignment::default();
     let mut pool = Vec::new();
     for &i in &kept {
-        if pinned_records.contains(&i) || test_keys.contains(keys[&i].as_str()) {
+        if pinned_records.contains(&i) || test_keys.contains(keys[i].as_str()) {
             records[i].test_pool = true;
             pool.push(i);
         } else {
@@ -452,18 +458,26 @@ fn select_from_pool(
 /// The records of `order` that are not a duplicate (same source, patient and image as an
 /// earlier record in that order); duplicates are excluded naming the first.
 fn dedup(records: &mut [Record], order: &[usize]) -> Vec<usize> {
-    let mut seen: HashMap<(String, String, String), usize> = HashMap::default();
+    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::default();
     let mut kept = Vec::with_capacity(order.len());
+    let mut duplicates = Vec::new();
     for &i in order {
         let r = &records[i];
-        let key = (r.source.clone(), r.patient.clone(), r.path.clone());
-        if let Some(&first) = seen.get(&key) {
-            let detail = format!("same patient and image as {}", records[first].origin());
-            records[i].exclude(Exclusion::Duplicate, detail);
-        } else {
-            seen.insert(key, i);
-            kept.push(i);
+        let key = (r.source.as_str(), r.patient.as_str(), r.path.as_str());
+        match seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                duplicates.push((i, *first.get()))
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+                kept.push(i);
+            }
         }
+    }
+    drop(seen);
+    for (i, first) in duplicates {
+        let detail = format!("same patient and image as {}", records[first].origin());
+        records[i].exclude(Exclusion::Duplicate, detail);
     }
     kept
 }
@@ -475,12 +489,13 @@ fn seeded_draw<'k>(
     pipeline: &Pipeline,
     records: &[Record],
     kept: &[usize],
-    keys: &'k HashMap<usize, String>,
+    keys: &'k [String],
     pinned: &HashSet<&str>,
 ) -> Result<Vec<&'k str>> {
-    let mut stratum: BTreeMap<&str, usize> = BTreeMap::new();
+    // Each class's patients are sorted by (rank, key) below, so the map's order is irrelevant.
+    let mut stratum: HashMap<&str, usize> = HashMap::default();
     for &i in kept {
-        let key = keys[&i].as_str();
+        let key = keys[i].as_str();
         if pinned.contains(key) {
             continue;
         }
@@ -488,9 +503,13 @@ fn seeded_draw<'k>(
         let e = stratum.entry(key).or_insert(label);
         *e = (*e).max(label);
     }
+    let ranked: Vec<(&str, usize, [u8; 32])> = stratum
+        .into_par_iter()
+        .map(|(key, class)| (key, class, draw_rank(pipeline.seed, key)))
+        .collect();
     let mut per_class: Vec<Vec<(&str, [u8; 32])>> = vec![Vec::new(); pipeline.classes.len()];
-    for (key, &class) in &stratum {
-        per_class[class].push((key, draw_rank(pipeline.seed, key)));
+    for (key, class, rank) in ranked {
+        per_class[class].push((key, rank));
     }
     let mut drawn = Vec::new();
     for (class, mut patients) in per_class.into_iter().enumerate() {
