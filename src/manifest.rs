@@ -14,6 +14,7 @@ use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, KeyValueMetadata, ParquetCompression, ParquetReader,
     ParquetWriter, SerReader, SerWriter,
 };
+use rayon::prelude::*;
 
 use crate::record::{Record, Split};
 
@@ -66,7 +67,7 @@ pub const COLUMNS: [(&str, ColumnType); 20] = [
 ];
 
 /// Builds the manifest DataFrame: one row per candidate record, every column of [`COLUMNS`].
-/// String columns are filled from borrowed `&str`s (no per-record copies).
+/// String columns are filled from borrowed `&str`s (no per-record copies), in parallel.
 pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
     let n = records.len();
     let strs = |f: fn(&Record) -> &String| -> Vec<&str> {
@@ -75,59 +76,78 @@ pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
     let col = |name: &str, values: Vec<&str>| -> Column { Column::new(name.into(), values) };
     let opt =
         |name: &str, values: Vec<Option<&str>>| -> Column { Column::new(name.into(), values) };
-    let keys: Vec<String> = records.iter().map(Record::patient_key).collect();
-    let columns = vec![
-        Column::new("record".into(), (0..n as u64).collect::<Vec<_>>()),
-        col("source", strs(|r| &r.source)),
-        col("tag", strs(|r| &r.tag)),
-        col("file", strs(|r| &r.file)),
-        Column::new(
-            "line".into(),
-            records.iter().map(|r| r.line).collect::<Vec<_>>(),
-        ),
-        col("patient", strs(|r| &r.patient)),
-        Column::new(
-            "patient_key".into(),
-            keys.iter().map(String::as_str).collect::<Vec<_>>(),
-        ),
-        col("image", strs(|r| &r.image)),
-        col("path", strs(|r| &r.path)),
-        col("finding", strs(|r| &r.finding)),
-        col("finding_parsed", strs(|r| &r.parsed)),
-        col("view", strs(|r| &r.view)),
-        col("modality", strs(|r| &r.modality)),
-        opt(
-            "label",
-            records
-                .iter()
-                .map(|r| r.label.map(|l| classes[l].as_str()))
-                .collect(),
-        ),
-        opt(
-            "split",
-            records.iter().map(|r| r.split.map(|s| s.name())).collect(),
-        ),
-        Column::new(
-            "test_pool".into(),
-            records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
-        ),
-        opt(
-            "exclusion",
-            records
-                .iter()
-                .map(|r| r.exclusion.map(|e| e.code()))
-                .collect(),
-        ),
-        col("detail", strs(|r| &r.detail)),
-        opt(
-            "sha256",
-            records.iter().map(|r| r.sha256.as_deref()).collect(),
-        ),
-        opt(
-            "image_error",
-            records.iter().map(|r| r.image_error.as_deref()).collect(),
-        ),
+    // Built in parallel, one column per task (the string columns copy every value).
+    let keys: Vec<String> = records.par_iter().map(Record::patient_key).collect();
+    type Build<'a> = Box<dyn Fn() -> Column + Send + Sync + 'a>;
+    let builders: Vec<Build<'_>> = vec![
+        Box::new(|| Column::new("record".into(), (0..n as u64).collect::<Vec<_>>())),
+        Box::new(|| col("source", strs(|r| &r.source))),
+        Box::new(|| col("tag", strs(|r| &r.tag))),
+        Box::new(|| col("file", strs(|r| &r.file))),
+        Box::new(|| {
+            Column::new(
+                "line".into(),
+                records.iter().map(|r| r.line).collect::<Vec<_>>(),
+            )
+        }),
+        Box::new(|| col("patient", strs(|r| &r.patient))),
+        Box::new(|| {
+            Column::new(
+                "patient_key".into(),
+                keys.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        }),
+        Box::new(|| col("image", strs(|r| &r.image))),
+        Box::new(|| col("path", strs(|r| &r.path))),
+        Box::new(|| col("finding", strs(|r| &r.finding))),
+        Box::new(|| col("finding_parsed", strs(|r| &r.parsed))),
+        Box::new(|| col("view", strs(|r| &r.view))),
+        Box::new(|| col("modality", strs(|r| &r.modality))),
+        Box::new(|| {
+            opt(
+                "label",
+                records
+                    .iter()
+                    .map(|r| r.label.map(|l| classes[l].as_str()))
+                    .collect(),
+            )
+        }),
+        Box::new(|| {
+            opt(
+                "split",
+                records.iter().map(|r| r.split.map(|s| s.name())).collect(),
+            )
+        }),
+        Box::new(|| {
+            Column::new(
+                "test_pool".into(),
+                records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
+            )
+        }),
+        Box::new(|| {
+            opt(
+                "exclusion",
+                records
+                    .iter()
+                    .map(|r| r.exclusion.map(|e| e.code()))
+                    .collect(),
+            )
+        }),
+        Box::new(|| col("detail", strs(|r| &r.detail))),
+        Box::new(|| {
+            opt(
+                "sha256",
+                records.iter().map(|r| r.sha256.as_deref()).collect(),
+            )
+        }),
+        Box::new(|| {
+            opt(
+                "image_error",
+                records.iter().map(|r| r.image_error.as_deref()).collect(),
+            )
+        }),
     ];
+    let columns: Vec<Column> = builders.par_iter().map(|b| b()).collect();
     Ok(DataFrame::new(n, columns)?)
 }
 
