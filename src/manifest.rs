@@ -70,82 +70,57 @@ pub const COLUMNS: [(&str, ColumnType); 20] = [
 /// String columns are filled from borrowed `&str`s (no per-record copies), in parallel.
 pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
     let n = records.len();
-    let strs = |f: fn(&Record) -> &String| -> Vec<&str> {
-        records.iter().map(|r| f(r).as_str()).collect()
+    let strs = |name: &str, f: fn(&Record) -> &str| -> Column {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
     };
-    let col = |name: &str, values: Vec<&str>| -> Column { Column::new(name.into(), values) };
-    let opt =
-        |name: &str, values: Vec<Option<&str>>| -> Column { Column::new(name.into(), values) };
+    let opts = |name: &str, f: &dyn for<'r> Fn(&'r Record) -> Option<&'r str>| -> Column {
+        Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
+    };
     // Built in parallel, one column per task (the string columns copy every value).
     let keys: Vec<String> = records.par_iter().map(Record::patient_key).collect();
     type Build<'a> = Box<dyn Fn() -> Column + Send + Sync + 'a>;
     let builders: Vec<Build<'_>> = vec![
         Box::new(|| Column::new("record".into(), (0..n as u64).collect::<Vec<_>>())),
-        Box::new(|| col("source", strs(|r| &r.source))),
-        Box::new(|| col("tag", strs(|r| &r.tag))),
-        Box::new(|| col("file", strs(|r| &r.file))),
+        Box::new(|| strs("source", |r| &r.source)),
+        Box::new(|| strs("tag", |r| &r.tag)),
+        Box::new(|| strs("file", |r| &r.file)),
         Box::new(|| {
             Column::new(
                 "line".into(),
                 records.iter().map(|r| r.line).collect::<Vec<_>>(),
             )
         }),
-        Box::new(|| col("patient", strs(|r| &r.patient))),
+        Box::new(|| strs("patient", |r| &r.patient)),
         Box::new(|| {
             Column::new(
                 "patient_key".into(),
                 keys.iter().map(String::as_str).collect::<Vec<_>>(),
             )
         }),
-        Box::new(|| col("image", strs(|r| &r.image))),
-        Box::new(|| col("path", strs(|r| &r.path))),
-        Box::new(|| col("finding", strs(|r| &r.finding))),
-        Box::new(|| col("finding_parsed", strs(|r| &r.parsed))),
-        Box::new(|| col("view", strs(|r| &r.view))),
-        Box::new(|| col("modality", strs(|r| &r.modality))),
+        Box::new(|| strs("image", |r| &r.image)),
+        Box::new(|| strs("path", |r| &r.path)),
+        Box::new(|| strs("finding", |r| &r.finding)),
+        Box::new(|| strs("finding_parsed", |r| &r.parsed)),
+        Box::new(|| strs("view", |r| &r.view)),
+        Box::new(|| strs("modality", |r| &r.modality)),
         Box::new(|| {
-            opt(
-                "label",
-                records
-                    .iter()
-                    .map(|r| r.label.map(|l| classes[l].as_str()))
-                    .collect(),
-            )
+            let labels: Vec<Option<&str>> = records
+                .iter()
+                .map(|r| r.label.map(|l| classes[l].as_str()))
+                .collect();
+            Column::new("label".into(), labels)
         }),
-        Box::new(|| {
-            opt(
-                "split",
-                records.iter().map(|r| r.split.map(|s| s.name())).collect(),
-            )
-        }),
+        Box::new(|| opts("split", &|r| r.split.map(|s| s.name()))),
         Box::new(|| {
             Column::new(
                 "test_pool".into(),
                 records.iter().map(|r| r.test_pool).collect::<Vec<_>>(),
             )
         }),
-        Box::new(|| {
-            opt(
-                "exclusion",
-                records
-                    .iter()
-                    .map(|r| r.exclusion.map(|e| e.code()))
-                    .collect(),
-            )
-        }),
-        Box::new(|| col("detail", strs(|r| &r.detail))),
-        Box::new(|| {
-            opt(
-                "sha256",
-                records.iter().map(|r| r.sha256.as_deref()).collect(),
-            )
-        }),
-        Box::new(|| {
-            opt(
-                "image_error",
-                records.iter().map(|r| r.image_error.as_deref()).collect(),
-            )
-        }),
+        Box::new(|| opts("exclusion", &|r| r.exclusion.map(|e| e.code()))),
+        Box::new(|| strs("detail", |r| &r.detail)),
+        Box::new(|| opts("sha256", &|r| r.sha256.as_deref())),
+        Box::new(|| opts("image_error", &|r| r.image_error.as_deref())),
     ];
     let columns: Vec<Column> = builders.par_iter().map(|b| b()).collect();
     Ok(DataFrame::new(n, columns)?)
@@ -203,11 +178,11 @@ pub fn csv_bytes(df: &DataFrame) -> Result<Vec<u8>> {
             buf.extend_from_slice(b"\"\"");
         } else if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
             buf.push(b'"');
-            for part in s.split('"').enumerate() {
-                if part.0 > 0 {
+            for (k, part) in s.split('"').enumerate() {
+                if k > 0 {
                     buf.extend_from_slice(b"\"\"");
                 }
-                buf.extend_from_slice(part.1.as_bytes());
+                buf.extend_from_slice(part.as_bytes());
             }
             buf.push(b'"');
         } else {

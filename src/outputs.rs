@@ -57,10 +57,10 @@ pub fn write(
             .collect::<String>()
             .into_bytes()
     };
-    // The Parquet and CSV encodings of the manifest are the costly outputs: made side by
-    // side, then every file written and hashed in parallel.
-    // The typed manifest (for the audit that ends the build) comes from the same frame, not
-    // from reading the Parquet back.
+    // The Parquet and CSV encodings of the manifest are the costly outputs: made side by side
+    // with the split files and the typed manifest (for the audit that ends the build, from
+    // the same frame rather than the Parquet read back); then every file is written and
+    // hashed in parallel.
     let (parquet, (csv, (splits, typed))) = rayon::join(
         || manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION),
         || {

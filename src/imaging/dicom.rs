@@ -438,8 +438,8 @@ const JPEG_8BIT: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"
 /// The fast path of most of COVIDx (RSNA's files): a single-frame, one-sample, 8-bit
 /// MONOCHROME1/2 JPEG baseline image with no modality rescale and no VOI window. Its JPEG
 /// frame goes straight to our JPEG decoder (zune-jpeg, see [`SizeHint`]), then the same
-/// min-max stretch and MONOCHROME1 inversion as [`decode_general`], as a 256-entry table (the
-/// values are the 8-bit samples, so the stretch is the same arithmetic). `None` for any other
+/// min-max stretch ([`stretch`]) and MONOCHROME1 inversion as [`decode_general`], as a
+/// 256-entry table (the values are the 8-bit samples). `None` for any other
 /// data set, or when the frame does not decode (the general path then reports why).
 fn decode_gray_jpeg(
     obj: &DicomFile,
@@ -505,10 +505,9 @@ fn decode_gray_jpeg(
         _ => return None,
     };
     let (lo, hi) = min_max(out);
-    let (lo, hi) = (lo as f32, hi as f32);
-    let scale = 255.0 / (hi - lo).max(1.0);
+    let (lo, scale) = stretch_of(lo as f32, hi as f32);
     let lut: [u8; 256] = std::array::from_fn(|x| {
-        let v = ((x as f32 - lo) * scale).round().clamp(0.0, 255.0) as u8;
+        let v = stretch(x as f32, lo, scale);
         if invert {
             255 - v
         } else {
@@ -522,6 +521,17 @@ fn decode_gray_jpeg(
         }
     }
     Some((w, h, (w, h) != (cols, rows)))
+}
+
+/// The min-max stretch of values in `lo..=hi` onto 0..=255: its offset and scale (a flat
+/// image, `hi - lo < 1`, is not amplified).
+fn stretch_of(lo: f32, hi: f32) -> (f32, f32) {
+    (lo, 255.0 / (hi - lo).max(1.0))
+}
+
+/// One value through the stretch of [`stretch_of`], rounded to 8 bits.
+fn stretch(x: f32, lo: f32, scale: f32) -> u8 {
+    ((x - lo) * scale).round().clamp(0.0, 255.0) as u8
 }
 
 /// The smallest and largest value of `px` ((255, 0) when empty), in 32 independent lanes so
@@ -592,10 +602,8 @@ fn decode_general(obj: &DicomFile) -> Result<GrayImage, DecodeError> {
                 .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
                     (a.min(x), b.max(x))
                 });
-            let scale = 255.0 / (hi - lo).max(1.0);
-            gray.iter()
-                .map(|&x| ((x - lo) * scale).round().clamp(0.0, 255.0) as u8)
-                .collect()
+            let (lo, scale) = stretch_of(lo, hi);
+            gray.iter().map(|&x| stretch(x, lo, scale)).collect()
         }
     };
     if px.photometric_interpretation().as_str() == "MONOCHROME1" {

@@ -464,16 +464,15 @@ fn dedup(records: &mut [Record], order: &[usize]) -> Vec<usize> {
     for &i in order {
         let r = &records[i];
         let key = (r.source.as_str(), r.patient.as_str(), r.path.as_str());
-        match seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                duplicates.push((i, *first.get()))
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(i);
+        match seen.get(&key) {
+            Some(&first) => duplicates.push((i, first)),
+            None => {
+                seen.insert(key, i);
                 kept.push(i);
             }
         }
     }
+    // (The keys borrow the records: they are marked once the scan is done.)
     drop(seen);
     for (i, first) in duplicates {
         let detail = format!("same patient and image as {}", records[first].origin());
