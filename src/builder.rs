@@ -304,7 +304,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
         lock,
     };
     let (audit, audit_failed) = audit_build(&build)?;
-    let crate::audit::Build { pipeline, lock, .. } = build;
+    let crate::audit::Build {
+        pipeline,
+        lock,
+        manifest,
+        ..
+    } = build;
+    crate::drop_in_background(manifest);
     tracing::info!("audit (metadata): {:.3?}", t.elapsed());
     Ok(BuildOutcome {
         pipeline,

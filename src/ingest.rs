@@ -28,7 +28,12 @@ pub fn read_all(root: &Path, sources: &[Source], inputs: &mut InputHashes) -> Re
     let mut records = Vec::new();
     for result in read {
         let (recs, hashes) = result?;
-        records.extend(recs);
+        // A source's records are moved only when another source's come first.
+        if records.is_empty() {
+            records = recs;
+        } else {
+            records.extend(recs);
+        }
         inputs.extend(hashes);
     }
     sources::apply_url_filters(sources, &mut records);

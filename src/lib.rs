@@ -37,3 +37,14 @@ pub mod split;
 pub mod storage;
 pub mod summary;
 pub mod train;
+
+/// Frees `value` on a thread of its own, off the critical path: a build's large tables (a
+/// million records hold tens of millions of small allocations) take a tenth of a second or
+/// more to free, and a command that exits before that thread finishes leaves the freeing to
+/// the operating system.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    // A thread that cannot be spawned drops the closure, and with it `value`, here.
+    let _ = std::thread::Builder::new()
+        .name("covidx-drop".into())
+        .spawn(move || drop(value));
+}

@@ -61,18 +61,35 @@ pub fn write(
     // with the split files and the typed manifest (for the audit that ends the build, from
     // the same frame rather than the Parquet read back); then every file is written and
     // hashed in parallel.
+    let timed = |what: &str, t: std::time::Instant| tracing::debug!("{what}: {:.3?}", t.elapsed());
     let (parquet, (csv, (splits, typed))) = rayon::join(
-        || manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION),
+        || {
+            let t = std::time::Instant::now();
+            let p = manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION);
+            timed("parquet", t);
+            p
+        },
         || {
             rayon::join(
-                || manifest::csv_bytes(&frame),
                 || {
+                    let t = std::time::Instant::now();
+                    let c = manifest::csv_bytes(&frame);
+                    timed("csv", t);
+                    c
+                },
+                || {
+                    let t = std::time::Instant::now();
                     let splits = [lines(&assignment.train), lines(&assignment.test)];
-                    (splits, Manifest::from_frame(&frame, build_dir::MANIFEST))
+                    timed("split files", t);
+                    let t = std::time::Instant::now();
+                    let m = Manifest::from_frame(&frame, build_dir::MANIFEST);
+                    timed("typed manifest", t);
+                    (splits, m)
                 },
             )
         },
     );
+    tracing::debug!("encoded: {:.3?}", t.elapsed());
     let [train, test] = splits;
     let files: Vec<(&str, Vec<u8>)> = vec![
         (build_dir::split_rel(Split::Train), train),
@@ -90,6 +107,7 @@ pub fn write(
         })
         .collect();
     let outputs = hashes.into_iter().collect::<Result<BTreeMap<_, _>>>()?;
+    crate::drop_in_background((frame, files));
     tracing::info!("outputs written: {:.3?}", t.elapsed());
     Ok(Written {
         summary,

@@ -72,6 +72,8 @@ pub fn finish(outcome: BuildOutcome, out: &std::path::Path, quiet: bool) -> Resu
         );
         return Ok(ExitCode::from(1));
     }
+    // The process ends here: freeing a large build's records would only delay the exit.
+    std::mem::forget(outcome);
     Ok(ExitCode::SUCCESS)
 }
 
