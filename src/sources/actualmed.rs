@@ -20,7 +20,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         url: None,
     };
     let mut out = Vec::with_capacity(table.rows.len());
-    for (mut rec, row) in read_rows(src, &table, &cols) {
+    for (mut rec, row) in read_rows(src, &table, &cols).into_iter().zip(&table.rows) {
         if rec.exclusion != Some(Exclusion::MalformedRow) {
             let rel = format!("images/{}", rec.image);
             rec.path = image_path(src, &table.file, row.line, "imagename", &rel)?;

@@ -26,7 +26,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     };
     let folder = table.optional_column("folder");
     let mut out = Vec::with_capacity(table.rows.len());
-    for (mut rec, row) in read_rows(src, &table, &cols) {
+    for (mut rec, row) in read_rows(src, &table, &cols).into_iter().zip(&table.rows) {
         if rec.exclusion != Some(Exclusion::MalformedRow) {
             let dir = folder
                 .and_then(|f| row.get(f))

@@ -31,7 +31,7 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         url: None,
     };
     let mut out = Vec::with_capacity(table.rows.len());
-    for (mut rec, row) in read_rows(src, &table, &cols) {
+    for (mut rec, row) in read_rows(src, &table, &cols).into_iter().zip(&table.rows) {
         rec.subject = subject_of(&rec.patient).to_string();
         if rec.exclusion == Some(Exclusion::MalformedRow) {
             out.push(rec);

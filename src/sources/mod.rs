@@ -191,16 +191,21 @@ pub(crate) fn fixed_finding(src: &Source) -> &str {
 /// Reads a configured input file (`rel` under `--sources`, symlinks followed) and records its
 /// hash; a missing file is an error naming where it was expected.
 pub(crate) fn read_input(ctx: &mut ReadContext, rel: &str) -> Result<Vec<u8>> {
-    let path = fsutil::safe_join(ctx.root, rel)?;
-    let bytes = std::fs::read(&path).with_context(|| {
+    let bytes = read_input_bytes(ctx.root, rel)?;
+    ctx.inputs
+        .insert(rel.to_string(), fsutil::sha256_hex(&bytes));
+    Ok(bytes)
+}
+
+/// [`read_input`] without recording the hash: the caller records it.
+pub(crate) fn read_input_bytes(root: &Path, rel: &str) -> Result<Vec<u8>> {
+    let path = fsutil::safe_join(root, rel)?;
+    std::fs::read(&path).with_context(|| {
         format!(
             "required input {rel} is missing or unreadable (expected at {})",
             path.display()
         )
-    })?;
-    ctx.inputs
-        .insert(rel.to_string(), fsutil::sha256_hex(&bytes));
-    Ok(bytes)
+    })
 }
 
 /// `name` inside the source's image folder (`image_dir`, else the kind's default), relative to
@@ -283,11 +288,7 @@ pub(crate) struct RowColumns {
 /// `malformed-row` (naming file, line and column); a blank finding as `unlabelled`; text past
 /// the named columns is noted in `detail`. Readers then resolve each record's path. Rows are
 /// made in parallel, in file order.
-pub(crate) fn read_rows<'t>(
-    src: &Source,
-    table: &'t Table,
-    cols: &RowColumns,
-) -> Vec<(Record, &'t Row)> {
+pub(crate) fn read_rows(src: &Source, table: &Table, cols: &RowColumns) -> Vec<Record> {
     let field = |row: &Row, idx: usize| field(table, row, idx).map(str::to_string);
     let optional = |row: &Row, idx: Option<usize>| idx.map(|i| field(row, i)).transpose();
     // Rows are independent: made in parallel, collected in file order.
@@ -331,7 +332,7 @@ pub(crate) fn read_rows<'t>(
                     rec.detail = note;
                 }
             }
-            (rec, row)
+            rec
         })
         .collect()
 }

@@ -1,11 +1,13 @@
 //! Metadata tables: decoding (UTF-8 / ISO-8859-1), CSV parsing that tolerates upstream's
 //! ragged rows, and column lookup with errors that name the file, line and column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use csv::StringRecord;
+use rayon::prelude::*;
 
 use crate::config::Encoding;
 
@@ -41,15 +43,20 @@ impl Row {
 
 /// Decodes metadata bytes; invalid UTF-8 is an error naming the file, line and byte offset.
 pub fn decode(bytes: &[u8], encoding: Encoding, file: &str) -> Result<String> {
+    decode_str(bytes, encoding, file).map(Cow::into_owned)
+}
+
+/// [`decode`] without a copy where the bytes are UTF-8 already.
+pub fn decode_str<'b>(bytes: &'b [u8], encoding: Encoding, file: &str) -> Result<Cow<'b, str>> {
     match encoding {
-        Encoding::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
+        Encoding::Latin1 => Ok(Cow::Owned(bytes.iter().map(|&b| b as char).collect())),
         Encoding::Utf8 => {
             let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
             match std::str::from_utf8(bytes) {
-                Ok(s) => Ok(s.to_string()),
+                Ok(s) => Ok(Cow::Borrowed(s)),
                 Err(e) => {
                     let at = e.valid_up_to();
-                    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                    let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() + 1;
                     bail!(
                         "{file}:{line}: invalid UTF-8 at byte {at} (0x{:02X}); if the file is \
                          ISO-8859-1, set encoding = \"latin-1\" for this source",
@@ -70,15 +77,7 @@ struct LineCounter<'a> {
     line: u64,
 }
 
-impl<'a> LineCounter<'a> {
-    fn new(text: &'a [u8]) -> Self {
-        LineCounter {
-            text,
-            at: 0,
-            line: 1,
-        }
-    }
-
+impl LineCounter<'_> {
     fn line_of(&mut self, byte: usize) -> u64 {
         let mut start = byte.min(self.text.len());
         while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
@@ -106,18 +105,26 @@ impl Table {
     ) -> Result<Table> {
         // A configured path (not one from metadata): checked lexically, and symlinks are
         // followed, so a source directory may link to where the dataset really lives.
-        let mut ctx = super::ReadContext {
-            root: sources,
-            inputs,
-        };
-        let bytes = super::read_input(&mut ctx, rel)?;
-        let text = decode(&bytes, encoding, rel)?;
-        Table::parse(&text, rel, delimiter)
+        let bytes = super::read_input_bytes(sources, rel)?;
+        // The input's hash is taken beside the parse.
+        let (hash, table) = rayon::join(
+            || crate::fsutil::sha256_hex(&bytes),
+            || Table::parse(&decode_str(&bytes, encoding, rel)?, rel, delimiter),
+        );
+        inputs.insert(rel.to_string(), hash);
+        table
     }
 
     /// Parses decoded CSV text. Rows may be longer or shorter than the header (upstream has
-    /// both); readers decide per row.
+    /// both); readers decide per row. A large table is parsed in parallel, in pieces cut at
+    /// record boundaries (a line break outside any quoted field), with the same rows and line
+    /// numbers as one pass.
     pub fn parse(text: &str, file: &str, delimiter: u8) -> Result<Table> {
+        Table::parse_in_pieces(text, file, delimiter, PIECE)
+    }
+
+    /// [`Table::parse`] with pieces of about `piece` bytes.
+    fn parse_in_pieces(text: &str, file: &str, delimiter: u8, piece: usize) -> Result<Table> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
@@ -132,29 +139,32 @@ impl Table {
         if header.iter().all(|h| h.is_empty()) {
             bail!("{file}: empty header");
         }
-        check_quotes(text.as_bytes(), file, delimiter)?;
-        let mut rows = Vec::new();
-        let mut fields = StringRecord::new();
-        let mut lines = LineCounter::new(text.as_bytes());
-        loop {
-            match reader.read_record(&mut fields) {
-                Ok(true) => {
-                    let byte = fields.position().map(|p| p.byte()).unwrap_or(0);
-                    let line = lines.line_of(byte as usize);
-                    if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) {
-                        continue;
-                    }
-                    rows.push(Row {
-                        line,
-                        fields: fields.clone(),
-                    });
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    bail!("{file}:{line}: malformed CSV: {e}");
-                }
-            }
+        let body = reader.position().byte() as usize;
+        let multiline = check_quotes(text.as_bytes(), file, delimiter)?;
+        let cuts = cut_points(text.as_bytes(), body, &multiline, piece);
+        // The line each piece starts on: line breaks counted per piece, then summed.
+        let breaks =
+            |a: usize, b: usize| memchr::memchr_iter(b'\n', &text.as_bytes()[a..b]).count();
+        let counts = cuts
+            .par_windows(2)
+            .map(|w| breaks(w[0], w[1]) as u64)
+            .collect::<Vec<_>>();
+        let mut first = 1 + breaks(0, body) as u64;
+        let starts = counts
+            .iter()
+            .map(|n| {
+                first += n;
+                first - n
+            })
+            .collect::<Vec<_>>();
+        let pieces = cuts
+            .par_windows(2)
+            .zip(starts)
+            .map(|(w, line)| parse_piece(text, (w[0], w[1]), line, file, delimiter))
+            .collect::<Result<Vec<_>>>()?;
+        let mut rows = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
+        for piece in pieces {
+            rows.extend(piece);
         }
         Ok(Table {
             file: file.to_string(),
@@ -192,14 +202,98 @@ impl Table {
     }
 }
 
+/// Bytes per piece of a table parsed in parallel (smaller tables are one piece).
+const PIECE: usize = 1 << 20;
+
+/// Where the pieces of `text[body..]` start and end: `body`, the first byte after a line
+/// break about every `piece` bytes that is outside every quoted field spanning lines
+/// (`multiline`, sorted `[open, close]` byte ranges), and the end.
+fn cut_points(text: &[u8], body: usize, multiline: &[(usize, usize)], piece: usize) -> Vec<usize> {
+    let mut cuts = vec![body];
+    let mut at = body.saturating_add(piece);
+    while at < text.len() {
+        // Past any quoted field that holds `at`, then to the next line break.
+        let i = multiline.partition_point(|&(_, close)| close < at);
+        if let Some(&(open, close)) = multiline.get(i) {
+            if open <= at {
+                at = close + 1;
+            }
+        }
+        let Some(nl) = memchr::memchr(b'\n', &text[at.min(text.len())..]) else {
+            break;
+        };
+        let cut = at + nl + 1;
+        // A line break inside a later quoted field is not a record boundary: look again.
+        let j = multiline.partition_point(|&(_, close)| close < cut);
+        if multiline.get(j).is_some_and(|&(open, _)| open < cut) {
+            at = multiline[j].1 + 1;
+            continue;
+        }
+        if cut >= text.len() {
+            break;
+        }
+        cuts.push(cut);
+        at = cut.saturating_add(piece);
+    }
+    cuts.push(text.len());
+    cuts
+}
+
+/// The rows of `text[start..end]`, a run of whole records whose first byte is on line `line`.
+fn parse_piece(
+    text: &str,
+    (start, end): (usize, usize),
+    line: u64,
+    file: &str,
+    delimiter: u8,
+) -> Result<Vec<Row>> {
+    let bytes = &text.as_bytes()[..end];
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .delimiter(delimiter)
+        .from_reader(&bytes[start..]);
+    let mut rows = Vec::new();
+    let mut fields = StringRecord::new();
+    let mut lines = LineCounter {
+        text: bytes,
+        at: start,
+        line,
+    };
+    loop {
+        match reader.read_record(&mut fields) {
+            Ok(true) => {
+                let byte = fields.position().map(|p| p.byte()).unwrap_or(0) as usize;
+                let line = lines.line_of(start + byte);
+                if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                rows.push(Row {
+                    line,
+                    fields: fields.clone(),
+                });
+            }
+            Ok(false) => return Ok(rows),
+            Err(e) => {
+                let at = e.position().map(|p| p.byte() as usize).unwrap_or(0);
+                bail!("{file}:{}: malformed CSV: {e}", lines.line_of(start + at));
+            }
+        }
+    }
+}
+
 /// Checks the quoting of CSV text the way the csv crate reads it (a `"` at the start of a
 /// field opens a quoted field, `""` inside is a quote, the next lone `"` closes it). Two faults
 /// would otherwise make rows vanish without an error: a quoted field never closed (the csv
 /// crate runs it to the end of the file) and text right after a closing quote (the sign of an
 /// unbalanced quote that swallowed the rows up to the next one). Both are errors naming the
 /// file and the line where the quoted field opened.
-pub fn check_quotes(text: &[u8], file: &str, delimiter: u8) -> Result<()> {
+///
+/// Returns the `[open, close]` byte ranges of the quoted fields that hold a line break, in
+/// order: the places a table must not be cut.
+pub fn check_quotes(text: &[u8], file: &str, delimiter: u8) -> Result<Vec<(usize, usize)>> {
     let line_of = |at: usize| 1 + memchr::memchr_iter(b'\n', &text[..at]).count();
+    let mut multiline = Vec::new();
     let mut from = 0;
     // Only quotes matter: memchr jumps from one to the next.
     while let Some(q) = memchr::memchr(b'"', &text[from..]).map(|i| from + i) {
@@ -234,9 +328,12 @@ pub fn check_quotes(text: &[u8], file: &str, delimiter: u8) -> Result<()> {
                 line_of(q)
             ),
         }
+        if memchr::memchr2(b'\n', b'\r', &text[q..close]).is_some() {
+            multiline.push((q, close));
+        }
         from = close + 1;
     }
-    Ok(())
+    Ok(multiline)
 }
 
 #[cfg(test)]
@@ -273,6 +370,55 @@ mod tests {
             err.contains("m.csv: required column \"imagename\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_table_parsed_in_pieces_is_the_table_parsed_whole() {
+        // Rows with quoted line breaks (LF and CRLF), escaped quotes, blank lines, ragged and
+        // short rows: cut every few bytes, the rows and their lines are those of one pass.
+        let mut text = String::from("id,note,file,\n");
+        for i in 0..200 {
+            let row = match i % 7 {
+                0 => format!("{i},\"two\nlines\",a{i}.png,\n"),
+                1 => format!("{i},\"crlf\r\nnote \"\"q\"\"\",b{i}.png,\r\n"),
+                2 => "\n\r\n".to_string(),
+                3 => format!("{i},x,c{i}.png,extra,more\n"),
+                4 => format!("{i},short\n"),
+                5 => format!("{i},\"\n\n\n\",d{i}.png,\n"),
+                _ => format!("{i},plain,e{i}.png,\r\n"),
+            };
+            text.push_str(&row);
+        }
+        let whole = Table::parse_in_pieces(&text, "m.csv", b',', usize::MAX).unwrap();
+        let rows = |t: &Table| {
+            t.rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.line,
+                        r.fields.iter().map(str::to_string).collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(whole.rows.len(), 200 - 200 / 7 - 1);
+        for piece in [1, 2, 3, 5, 8, 13, 40, 100, 1000] {
+            let cut = Table::parse_in_pieces(&text, "m.csv", b',', piece).unwrap();
+            assert_eq!(cut.header, whole.header, "piece {piece}");
+            assert_eq!(rows(&cut), rows(&whole), "piece {piece}");
+        }
+        // The lines are the file's: row 0 on line 2, row 1 (after a two-line field) on 4.
+        assert_eq!((whole.rows[0].line, whole.rows[1].line), (2, 4));
+        let multiline = check_quotes(text.as_bytes(), "m.csv", b',').unwrap();
+        let cuts = cut_points(text.as_bytes(), 14, &multiline, 3);
+        assert!(cuts.len() > 100, "{}", cuts.len());
+        for c in &cuts[1..cuts.len() - 1] {
+            assert_eq!(text.as_bytes()[c - 1], b'\n');
+            assert!(
+                !multiline.iter().any(|&(o, e)| o < *c && *c <= e),
+                "cut {c} in a field"
+            );
+        }
     }
 
     #[test]
