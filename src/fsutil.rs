@@ -46,8 +46,19 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
 pub struct Confined {
     root: PathBuf,
     real_root: PathBuf,
-    /// Folder (relative, as written in `rel`) -> resolved inside the root (`None`: missing).
-    folders: std::sync::RwLock<rustc_hash::FxHashMap<String, Option<bool>>>,
+    /// Folder (relative, as written in `rel`) -> what it resolves to (see [`Folder`]).
+    folders: std::sync::RwLock<rustc_hash::FxHashMap<String, Folder>>,
+}
+
+/// A folder of a [`Confined`] root, checked once.
+#[derive(Debug)]
+struct Folder {
+    /// Whether it resolves inside the root; `None` when missing.
+    inside: Option<bool>,
+    /// A handle on the resolved folder when it is inside, so a file in it is looked up by its
+    /// name alone (the kernel walks one path component, not the whole path).
+    #[cfg(unix)]
+    handle: Option<std::os::fd::OwnedFd>,
 }
 
 /// What [`Confined`] found at a path.
@@ -56,6 +67,59 @@ enum Found {
     Missing,
     File,
     Other,
+}
+
+/// What a path is, not following a symlink at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Missing,
+    Symlink,
+    File,
+    Other,
+}
+
+impl Entry {
+    fn of(path: &Path) -> std::io::Result<Entry> {
+        match path.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => Ok(Entry::Symlink),
+            Ok(m) if m.is_file() => Ok(Entry::File),
+            Ok(_) => Ok(Entry::Other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Entry::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `name` (one component) in the folder `dir`, as [`Entry::of`] of its whole path.
+    #[cfg(unix)]
+    fn in_folder(dir: std::os::fd::BorrowedFd, name: &str) -> Option<std::io::Result<Entry>> {
+        use std::os::fd::AsRawFd;
+        let name = std::ffi::CString::new(name).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `name` is NUL-terminated, `dir` an open descriptor, `st` written by the call.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Some(if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(Entry::Missing)
+            } else {
+                Err(e)
+            });
+        }
+        // SAFETY: fstatat succeeded, so it filled `st`.
+        let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+        Some(Ok(match mode {
+            libc::S_IFLNK => Entry::Symlink,
+            libc::S_IFREG => Entry::File,
+            _ => Entry::Other,
+        }))
+    }
 }
 
 impl Confined {
@@ -80,52 +144,74 @@ impl Confined {
         )
     }
 
-    /// Whether the folder `folder` (relative) resolves inside the root; `None` when missing.
-    fn folder_inside(&self, folder: &str) -> Option<bool> {
-        let cached = self
-            .folders
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(folder)
-            .copied();
-        cached.unwrap_or_else(|| {
-            let real = self.root.join(folder).canonicalize().ok();
-            let inside = real.map(|r| r.starts_with(&self.real_root));
-            let mut folders = self.folders.write().unwrap_or_else(|e| e.into_inner());
-            folders.insert(folder.to_string(), inside);
-            inside
-        })
+    /// `f` of the folder `folder` (relative), checked on first use.
+    fn with_folder<R>(&self, folder: &str, f: impl FnOnce(&Folder) -> R) -> R {
+        {
+            let folders = self.folders.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(known) = folders.get(folder) {
+                return f(known);
+            }
+        }
+        let real = self.root.join(folder).canonicalize().ok();
+        let inside = real.as_ref().map(|r| r.starts_with(&self.real_root));
+        let checked = Folder {
+            inside,
+            #[cfg(unix)]
+            handle: real.filter(|_| inside == Some(true)).and_then(|r| {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(r)
+                    .ok()
+                    .map(std::os::fd::OwnedFd::from)
+            }),
+        };
+        let mut folders = self.folders.write().unwrap_or_else(|e| e.into_inner());
+        f(folders.entry(folder.to_string()).or_insert(checked))
     }
 
     /// What `rel` is, after checking that it resolves inside the root.
     fn find(&self, rel: &str) -> Result<(PathBuf, Found)> {
         let path = safe_join(&self.root, rel)?;
-        let meta = match path.symlink_metadata() {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((path, Found::Missing))
+        let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let (inside, entry) = self.with_folder(folder, |f| {
+            #[cfg(unix)]
+            if let Some(entry) = f
+                .handle
+                .as_ref()
+                .filter(|_| !matches!(name, "" | "." | ".."))
+                .and_then(|h| Entry::in_folder(std::os::fd::AsFd::as_fd(h), name))
+            {
+                return (f.inside, entry);
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+            (f.inside, Entry::of(&path))
+        });
+        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
         let kind = |is_file: bool| if is_file { Found::File } else { Found::Other };
-        if meta.file_type().is_symlink() {
-            let real = match path.canonicalize() {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok((path, Found::Missing))
+        match entry {
+            Entry::Missing => return Ok((path, Found::Missing)),
+            Entry::Symlink => {
+                let real = match path.canonicalize() {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Ok((path, Found::Missing))
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("resolving {}", path.display()))
+                    }
+                };
+                if !real.starts_with(&self.real_root) {
+                    return Err(self.outside(&path, &real));
                 }
-                Err(e) => return Err(e).with_context(|| format!("resolving {}", path.display())),
-            };
-            if !real.starts_with(&self.real_root) {
-                return Err(self.outside(&path, &real));
+                let is_file = real.is_file();
+                return Ok((path, kind(is_file)));
             }
-            let is_file = real.is_file();
-            return Ok((path, kind(is_file)));
+            Entry::File | Entry::Other => {}
         }
-        let folder = rel.rsplit_once('/').map_or("", |(f, _)| f);
-        match self.folder_inside(folder) {
+        match inside {
             None => Ok((path, Found::Missing)),
-            Some(true) => Ok((path, kind(meta.is_file()))),
+            Some(true) => Ok((path, kind(entry == Entry::File))),
             Some(false) => {
                 let real = path.canonicalize().unwrap_or_else(|_| path.clone());
                 Err(self.outside(&path, &real))

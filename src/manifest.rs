@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, KeyValueMetadata, ParquetCompression, ParquetReader,
-    ParquetWriter, SerReader, SerWriter,
+    ParquetWriter, SerReader, SerWriter, StringChunked,
 };
 use rayon::prelude::*;
 
@@ -341,15 +341,28 @@ impl Manifest {
         Manifest::from_frame(&df, &path.display().to_string())
     }
 
-    /// Typed rows of a manifest frame (`file` names it in errors).
+    /// Typed rows of a manifest frame (`file` names it in errors). The checks run first, in
+    /// row order (the first fault is the error); the rows are then filled in parallel, in
+    /// chunks, from borrowed column slices.
     pub fn from_frame(df: &DataFrame, file: &str) -> Result<Manifest> {
         let f = Columns::new(df, file);
         let record = f.u64s("record")?;
+        if let Some(i) = (0..record.len()).find(|&i| record[i] != i as u64) {
+            bail!(
+                "{file}: column \"record\" is {} on row {i}; records must be numbered 0..n",
+                record[i]
+            );
+        }
         let line = f.u64s("line")?;
         let test_pool = f.bools("test_pool")?;
-        let split = f.opt_strings("split")?;
+        let split = f
+            .str_chunked("split", ColumnType::OptStr)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| split_value(v, file, i))
+            .collect::<Result<Vec<_>>>()?;
         // The string columns, in the order the fields below take them.
-        let mut strs = [
+        let strs = [
             "source",
             "tag",
             "file",
@@ -364,48 +377,60 @@ impl Manifest {
             "detail",
         ]
         .iter()
-        .map(|name| Ok(f.strings(name)?.into_iter()))
+        .map(|name| f.str_chunked(name, ColumnType::Str))
         .collect::<Result<Vec<_>>>()?;
-        let mut opts = ["label", "exclusion", "sha256", "image_error"]
+        let opts = ["label", "exclusion", "sha256", "image_error"]
             .iter()
-            .map(|name| Ok(f.opt_strings(name)?.into_iter()))
+            .map(|name| f.str_chunked(name, ColumnType::OptStr))
             .collect::<Result<Vec<_>>>()?;
-        let mut rows = Vec::with_capacity(df.height());
-        for i in 0..df.height() {
-            if record[i] != i as u64 {
-                bail!(
-                    "{file}: column \"record\" is {} on row {i}; records must be numbered 0..n",
-                    record[i]
+        const CHUNK: usize = 1 << 14;
+        let mut rows = vec![ManifestRow::default(); df.height()];
+        rows.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, chunk)| {
+                let at = k * CHUNK;
+                let slice = |c: &StringChunked| c.slice(at as i64, chunk.len());
+                let (strs, opts) = (
+                    strs.iter().map(|c| slice(c)).collect::<Vec<_>>(),
+                    opts.iter().map(|c| slice(c)).collect::<Vec<_>>(),
                 );
-            }
-            let mut s = strs.iter_mut().map(|c| c.next().unwrap_or_default());
-            let mut o = opts.iter_mut().map(|c| c.next().flatten());
-            let mut s = move || s.next().unwrap_or_default();
-            let mut o = move || o.next().flatten();
-            // Struct fields are evaluated in the order written: the order of the lists above.
-            rows.push(ManifestRow {
-                record: record[i],
-                source: s(),
-                tag: s(),
-                file: s(),
-                line: line[i],
-                patient: s(),
-                patient_key: s(),
-                image: s(),
-                path: s(),
-                finding: s(),
-                finding_parsed: s(),
-                view: s(),
-                modality: s(),
-                label: o(),
-                split: split_value(split[i].as_deref(), file, i)?,
-                test_pool: test_pool[i],
-                exclusion: o(),
-                detail: s(),
-                sha256: o(),
-                image_error: o(),
+                let mut strs = strs.iter().map(|c| c.iter()).collect::<Vec<_>>();
+                let mut opts = opts.iter().map(|c| c.iter()).collect::<Vec<_>>();
+                for (j, row) in chunk.iter_mut().enumerate() {
+                    let i = at + j;
+                    let mut s = strs
+                        .iter_mut()
+                        .map(|c| c.next().flatten().unwrap_or_default().to_string());
+                    let mut o = opts
+                        .iter_mut()
+                        .map(|c| c.next().flatten().map(str::to_string));
+                    let mut s = move || s.next().unwrap_or_default();
+                    let mut o = move || o.next().flatten();
+                    // Struct fields are evaluated in the order written: the lists' order.
+                    *row = ManifestRow {
+                        record: record[i],
+                        source: s(),
+                        tag: s(),
+                        file: s(),
+                        line: line[i],
+                        patient: s(),
+                        patient_key: s(),
+                        image: s(),
+                        path: s(),
+                        finding: s(),
+                        finding_parsed: s(),
+                        view: s(),
+                        modality: s(),
+                        label: o(),
+                        split: split[i],
+                        test_pool: test_pool[i],
+                        exclusion: o(),
+                        detail: s(),
+                        sha256: o(),
+                        image_error: o(),
+                    };
+                }
             });
-        }
         Ok(Manifest { rows })
     }
 
@@ -483,6 +508,12 @@ impl<'a> Columns<'a> {
 
     fn wrong(&self, name: &str, e: impl std::fmt::Display) -> anyhow::Error {
         anyhow::anyhow!("{}: column {name:?}: {e}", self.file)
+    }
+
+    /// A string column, checked as `want` ([`ColumnType::Str`] or [`ColumnType::OptStr`]).
+    fn str_chunked(&self, name: &str, want: ColumnType) -> Result<&'a StringChunked> {
+        let c = self.column(name, want)?;
+        c.str().map_err(|e| self.wrong(name, e))
     }
 
     /// A string column that may hold nulls.
