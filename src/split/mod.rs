@@ -212,10 +212,14 @@ pub fn assign(
     records: &mut [Record],
     pins: &Pins,
 ) -> Result<Assignment> {
+    let t = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!("split, {what}: {:.3?}", t.elapsed());
     let order = pipeline_order(pipeline, sources, records);
+    lap("order");
 
     // 1. Duplicates: same source, patient and image as an earlier record in pipeline order.
     let kept = dedup(records, &order);
+    lap("dedup");
 
     // 2. Pinned test patients and pools: the whole patient, or (`per-class`) the patient's
     //    records of the pinned class.
@@ -235,6 +239,7 @@ pub fn assign(
     for (i, key) in made {
         keys[i] = key;
     }
+    lap("keys");
     let pinned = |i: usize| {
         let r = &records[i];
         let classes = pins
@@ -274,6 +279,7 @@ pub fn assign(
             pinned_records.extend(of_patients(&p.source, &p.class, &ids));
         }
     }
+    lap("pins");
     let mut test_keys: HashSet<&str> = HashSet::default();
     if !per_class {
         test_keys.extend(pinned_records.iter().map(|&i| keys[i].as_str()));
@@ -286,6 +292,7 @@ pub fn assign(
         let drawn = seeded_draw(pipeline, records, &kept, &keys, &taken)?;
         test_keys.extend(drawn);
     }
+    lap("draw");
 
     let mut out = Assignment::default();
     let mut pool = Vec::new();
@@ -321,7 +328,9 @@ pub fn assign(
         }
     }
 
-    out.straddling = straddling(records, &out);
+    lap("assigned");
+    out.straddling = straddling(records, &keys, &out);
+    lap("straddling");
     if !per_class && !out.straddling.is_empty() {
         bail!(
             "internal error: patient {} is in both train and test",
@@ -458,27 +467,86 @@ fn select_from_pool(
 /// The records of `order` that are not a duplicate (same source, patient and image as an
 /// earlier record in that order); duplicates are excluded naming the first.
 fn dedup(records: &mut [Record], order: &[usize]) -> Vec<usize> {
-    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::default();
+    use std::hash::BuildHasher;
+    dedup_hashed(records, order, |k| rustc_hash::FxBuildHasher.hash_one(k))
+}
+
+/// A key of [`dedup`]: source, patient, image path.
+type DedupKey<'r> = (&'r str, &'r str, &'r str);
+
+/// [`dedup`] with the keys hashed by `hash`.
+fn dedup_hashed(
+    records: &mut [Record],
+    order: &[usize],
+    hash: impl Fn(DedupKey) -> u64 + Sync,
+) -> Vec<usize> {
+    use std::collections::hash_map::Entry;
+    let key = |i: usize| {
+        let r = &records[i];
+        (r.source.as_str(), r.patient.as_str(), r.path.as_str())
+    };
+    // The keys are hashed in parallel; the scan in pipeline order then looks up hashes only,
+    // and compares keys where a hash is seen again (a duplicate, or rarely two keys with one
+    // hash: the later one is then looked up by its key in `exact`).
+    let hashes: Vec<u64> = order.par_iter().map(|&i| hash(key(i))).collect();
+    let mut first: std::collections::HashMap<u64, usize, BuildU64> =
+        std::collections::HashMap::with_capacity_and_hasher(order.len(), BuildU64);
+    let mut exact: HashMap<DedupKey, usize> = HashMap::default();
     let mut kept = Vec::with_capacity(order.len());
     let mut duplicates = Vec::new();
-    for &i in order {
-        let r = &records[i];
-        let key = (r.source.as_str(), r.patient.as_str(), r.path.as_str());
-        match seen.get(&key) {
-            Some(&first) => duplicates.push((i, first)),
-            None => {
-                seen.insert(key, i);
+    for (&i, &h) in order.iter().zip(&hashes) {
+        match first.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert(i);
                 kept.push(i);
             }
+            Entry::Occupied(o) if key(*o.get()) == key(i) => duplicates.push((i, *o.get())),
+            Entry::Occupied(_) => match exact.entry(key(i)) {
+                Entry::Occupied(e) => duplicates.push((i, *e.get())),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                    kept.push(i);
+                }
+            },
         }
     }
+    drop((first, exact));
     // (The keys borrow the records: they are marked once the scan is done.)
-    drop(seen);
     for (i, first) in duplicates {
         let detail = format!("same patient and image as {}", records[first].origin());
         records[i].exclude(Exclusion::Duplicate, detail);
     }
     kept
+}
+
+/// Hashes a `u64` that is a hash already: as itself.
+#[derive(Clone, Copy, Default)]
+struct BuildU64;
+
+/// The hasher of [`BuildU64`].
+#[derive(Default)]
+struct U64Hasher(u64);
+
+impl std::hash::BuildHasher for BuildU64 {
+    type Hasher = U64Hasher;
+    fn build_hasher(&self) -> U64Hasher {
+        U64Hasher(0)
+    }
+}
+
+impl std::hash::Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; other input is folded in, never lost.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// The patients the seeded draw moves to test: per class stratum (a patient's highest class),
@@ -648,16 +716,75 @@ fn close_pool(
     }
 }
 
-/// Patient keys with records in both train and test, sorted.
-pub fn straddling(records: &[Record], a: &Assignment) -> Vec<String> {
-    let train: HashSet<String> = a.train.iter().map(|&i| records[i].patient_key()).collect();
+/// Patient keys with records in both train and test, sorted; `keys` are those [`assign`]
+/// built (indexed by record, empty where it built none).
+fn straddling(records: &[Record], keys: &[String], a: &Assignment) -> Vec<String> {
+    let key = |i: usize| match keys[i].as_str() {
+        "" => std::borrow::Cow::Owned(records[i].patient_key()),
+        k => std::borrow::Cow::Borrowed(k),
+    };
+    let train: HashSet<_> = a.train.iter().map(|&i| key(i)).collect();
     let mut both: Vec<String> = a
         .test
         .iter()
-        .map(|&i| records[i].patient_key())
+        .map(|&i| key(i))
         .filter(|k| train.contains(k))
+        .map(std::borrow::Cow::into_owned)
         .collect();
     both.sort();
     both.dedup();
     both
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records with many duplicate (source, patient, path) keys.
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                source: ["a", "b"][i % 2].to_string(),
+                patient: format!("p{}", i % 37),
+                path: format!("img/{}.png", i % 11),
+                file: "m.csv".to_string(),
+                line: i as u64 + 2,
+                ..Record::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_of_each_key_even_when_every_hash_collides() {
+        let n = 2000;
+        let order: Vec<usize> = (0..n).rev().collect();
+        // Reference: the first record of each key in `order`.
+        let mut reference = Vec::new();
+        let mut seen = std::collections::BTreeMap::new();
+        let base = records(n);
+        for &i in &order {
+            let r = &base[i];
+            seen.entry((r.source.clone(), r.patient.clone(), r.path.clone()))
+                .or_insert_with(|| {
+                    reference.push(i);
+                    i
+                });
+        }
+        assert!(reference.len() < n / 2, "{}", reference.len());
+        let mut fx = records(n);
+        let kept = dedup(&mut fx, &order);
+        assert_eq!(kept, reference);
+        for hash in [|_: DedupKey| 0u64, |k: DedupKey| k.2.len() as u64] {
+            let mut collided = records(n);
+            assert_eq!(dedup_hashed(&mut collided, &order, hash), reference);
+            assert_eq!(collided, fx);
+        }
+        let dup = fx.iter().find(|r| r.exclusion.is_some()).unwrap();
+        assert_eq!(dup.exclusion, Some(Exclusion::Duplicate));
+        assert!(
+            dup.detail.starts_with("same patient and image as m.csv:"),
+            "{}",
+            dup.detail
+        );
+    }
 }
