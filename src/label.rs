@@ -2,6 +2,7 @@
 //! kept on the record (`parsed`, `label` or an exclusion with its reason).
 
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 
 use crate::config::{ParseRule, Pipeline, Source, UnknownFinding};
 use crate::record::{Exclusion, Record};
@@ -27,56 +28,66 @@ pub fn parse_finding(rule: ParseRule, raw: &str) -> &str {
 /// different classes exclude the record as `ambiguous-finding`. A finding nothing maps takes
 /// the source's `unmapped` class when it has one. Then the source's `drop` rules apply.
 pub fn apply(pipeline: &Pipeline, sources: &[Source], records: &mut [Record]) -> Result<()> {
+    // Records are independent: labelled in parallel; the first error in record order wins.
+    let first_error = records
+        .par_iter_mut()
+        .filter(|r| r.is_candidate())
+        .map(|rec| label_one(pipeline, sources, rec))
+        .filter_map(Result::err)
+        .find_first(|_| true);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Labels one candidate record (see [`apply`]).
+fn label_one(pipeline: &Pipeline, sources: &[Source], rec: &mut Record) -> Result<()> {
     let labels = &pipeline.labels;
-    for rec in records.iter_mut().filter(|r| r.is_candidate()) {
-        let src = sources.iter().find(|s| s.name == rec.source);
-        let config = src.map(|s| &s.config);
-        let sep = config.and_then(|c| c.finding_separator.as_deref());
-        let rule = config.and_then(|c| c.parse).unwrap_or(labels.parse);
-        let parts: Vec<&str> = match sep {
-            Some(sep) if !sep.is_empty() => rec.finding.split(sep).collect(),
-            _ => vec![rec.finding.as_str()],
-        };
-        let parsed: Vec<&str> = parts.iter().map(|p| parse_finding(rule, p)).collect();
-        let mut classes: Vec<usize> = parsed
-            .iter()
-            .filter_map(|p| labels.map.get(*p))
-            .filter_map(|c| pipeline.class_index(c))
-            .collect();
-        classes.sort_unstable();
-        classes.dedup();
-        let joined = parsed.join("|");
-        let unmapped = config
-            .and_then(|c| c.unmapped.as_deref())
-            .and_then(|c| pipeline.class_index(c));
-        match (classes.as_slice(), unmapped) {
-            ([one], _) => rec.label = Some(*one),
-            ([], Some(class)) => rec.label = Some(class),
-            ([], None) => {
-                if labels.unknown == UnknownFinding::Error {
-                    bail!(
-                        "{}: field \"finding\": {:?} (parsed {:?}) is not in the label mapping \
-                         (labels.map), and labels.unknown = \"error\"",
-                        rec.origin(),
-                        rec.finding,
-                        joined
-                    );
-                }
-                let detail = format!("finding {joined:?} is not in labels.map");
-                rec.exclude(Exclusion::UnmappedFinding, detail);
+    let src = sources.iter().find(|s| s.name == rec.source);
+    let config = src.map(|s| &s.config);
+    let sep = config.and_then(|c| c.finding_separator.as_deref());
+    let rule = config.and_then(|c| c.parse).unwrap_or(labels.parse);
+    let parts: Vec<&str> = match sep {
+        Some(sep) if !sep.is_empty() => rec.finding.split(sep).collect(),
+        _ => vec![rec.finding.as_str()],
+    };
+    let parsed: Vec<&str> = parts.iter().map(|p| parse_finding(rule, p)).collect();
+    let mut classes: Vec<usize> = parsed
+        .iter()
+        .filter_map(|p| labels.map.get(*p))
+        .filter_map(|c| pipeline.class_index(c))
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let joined = parsed.join("|");
+    let unmapped = config
+        .and_then(|c| c.unmapped.as_deref())
+        .and_then(|c| pipeline.class_index(c));
+    match (classes.as_slice(), unmapped) {
+        ([one], _) => rec.label = Some(*one),
+        ([], Some(class)) => rec.label = Some(class),
+        ([], None) => {
+            if labels.unknown == UnknownFinding::Error {
+                bail!(
+                    "{}: field \"finding\": {:?} (parsed {:?}) is not in the label mapping \
+                     (labels.map), and labels.unknown = \"error\"",
+                    rec.origin(),
+                    rec.finding,
+                    joined
+                );
             }
-            (many, _) => {
-                let names: Vec<&str> = many.iter().map(|&c| pipeline.classes[c].as_str()).collect();
-                let detail = format!("findings {joined:?} map to several classes {names:?}");
-                rec.exclude(Exclusion::AmbiguousFinding, detail);
-            }
+            let detail = format!("finding {joined:?} is not in labels.map");
+            rec.exclude(Exclusion::UnmappedFinding, detail);
         }
-        rec.parsed = joined;
-        if let (Some(config), Some(label)) = (config, rec.label) {
-            if let Some(detail) = dropped(pipeline, config, rec, label) {
-                rec.label = None;
-                rec.exclude(Exclusion::DroppedByRule, detail);
-            }
+        (many, _) => {
+            let names: Vec<&str> = many.iter().map(|&c| pipeline.classes[c].as_str()).collect();
+            let detail = format!("findings {joined:?} map to several classes {names:?}");
+            rec.exclude(Exclusion::AmbiguousFinding, detail);
+        }
+    }
+    rec.parsed = joined;
+    if let (Some(config), Some(label)) = (config, rec.label) {
+        if let Some(detail) = dropped(pipeline, config, rec, label) {
+            rec.label = None;
+            rec.exclude(Exclusion::DroppedByRule, detail);
         }
     }
     Ok(())
