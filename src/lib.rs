@@ -48,3 +48,11 @@ pub fn drop_in_background<T: Send + 'static>(value: T) {
         .name("covidx-drop".into())
         .spawn(move || drop(value));
 }
+
+/// Runs `f`, logging its wall time at debug level under `what`.
+pub(crate) fn timed<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let t = std::time::Instant::now();
+    let r = f();
+    tracing::debug!("{what}: {:.3?}", t.elapsed());
+    r
+}

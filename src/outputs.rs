@@ -13,6 +13,7 @@ use crate::manifest::{self, Manifest};
 use crate::record::{Record, Split};
 use crate::split::Assignment;
 use crate::summary::{self, Summary};
+use crate::timed;
 
 /// A COVID-Net split-file line for a record (`patientid filename label`, or a 4th `source`
 /// column): the class's output label, and the record's own column count when a pinned line
@@ -61,35 +62,28 @@ pub fn write(
     // with the split files and the typed manifest (for the audit that ends the build, from
     // the same frame rather than the Parquet read back); then every file is written and
     // hashed in parallel.
-    let timed = |what: &str, t: std::time::Instant| tracing::debug!("{what}: {:.3?}", t.elapsed());
     let (parquet, (csv, (splits, typed))) = rayon::join(
         || {
-            let t = std::time::Instant::now();
-            let p = manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION);
-            timed("parquet", t);
-            p
+            timed("outputs, parquet", || {
+                manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
+            })
         },
         || {
             rayon::join(
+                || timed("outputs, csv", || manifest::csv_bytes(&frame)),
                 || {
-                    let t = std::time::Instant::now();
-                    let c = manifest::csv_bytes(&frame);
-                    timed("csv", t);
-                    c
-                },
-                || {
-                    let t = std::time::Instant::now();
-                    let splits = [lines(&assignment.train), lines(&assignment.test)];
-                    timed("split files", t);
-                    let t = std::time::Instant::now();
-                    let m = Manifest::from_frame(&frame, build_dir::MANIFEST);
-                    timed("typed manifest", t);
-                    (splits, m)
+                    let splits = timed("outputs, split files", || {
+                        [lines(&assignment.train), lines(&assignment.test)]
+                    });
+                    let typed = timed("outputs, typed manifest", || {
+                        Manifest::from_frame(&frame, build_dir::MANIFEST)
+                    });
+                    (splits, typed)
                 },
             )
         },
     );
-    tracing::debug!("encoded: {:.3?}", t.elapsed());
+    tracing::debug!("outputs, encoded: {:.3?}", t.elapsed());
     let [train, test] = splits;
     let files: Vec<(&str, Vec<u8>)> = vec![
         (build_dir::split_rel(Split::Train), train),

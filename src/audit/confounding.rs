@@ -5,6 +5,7 @@
 //! hospitals than its normal and pneumonia images, so a model can score by recognising the
 //! source; these numbers say how much.
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{Finding, Severity};
@@ -86,35 +87,44 @@ pub fn cramers_v(counts: &[Vec<u64>]) -> f64 {
 /// A blank category (e.g. no view recorded) is shown under this name.
 pub const BLANK: &str = "(blank)";
 
-fn table(
-    rows: &[&ManifestRow],
+fn table<'r>(
+    rows: &[&'r ManifestRow],
     classes: &[String],
     by: &str,
     field: fn(&ManifestRow) -> &str,
 ) -> Table {
-    let key = |r: &ManifestRow| -> String {
+    let key = |r: &'r ManifestRow| -> &'r str {
         let k = field(r);
-        if k.is_empty() { BLANK } else { k }.to_string()
+        if k.is_empty() {
+            BLANK
+        } else {
+            k
+        }
     };
-    let mut columns: Vec<String> = rows.iter().map(|r| key(r)).collect();
-    columns.sort();
-    columns.dedup();
-    let mut counts = vec![vec![0u64; columns.len()]; classes.len()];
+    // Categories are few: counted under borrowed names, then laid out in name order.
+    let mut tally: FxHashMap<&str, Vec<u64>> = FxHashMap::default();
+    let class_of: FxHashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
     for r in rows {
-        let (Some(c), Ok(j)) = (
-            r.label
-                .as_ref()
-                .and_then(|l| classes.iter().position(|c| c == l)),
-            columns.binary_search(&key(r)),
-        ) else {
-            continue;
-        };
-        counts[c][j] += 1;
+        let column = tally
+            .entry(key(r))
+            .or_insert_with(|| vec![0; classes.len()]);
+        if let Some(&c) = r.label.as_deref().and_then(|l| class_of.get(l)) {
+            column[c] += 1;
+        }
     }
+    let mut tally: Vec<(&str, Vec<u64>)> = tally.into_iter().collect();
+    tally.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let counts: Vec<Vec<u64>> = (0..classes.len())
+        .map(|c| tally.iter().map(|(_, n)| n[c]).collect())
+        .collect();
     Table {
         by: by.to_string(),
         cramers_v: cramers_v(&counts),
-        columns,
+        columns: tally.iter().map(|(k, _)| k.to_string()).collect(),
         classes: classes.to_vec(),
         counts,
     }

@@ -30,6 +30,7 @@ use crate::build_dir::BuildDir;
 use crate::config::Pipeline;
 use crate::lock::Lock;
 use crate::manifest::Manifest;
+use crate::timed;
 
 /// Version of the audit report schema (`audit/report.json`'s `version`).
 pub const REPORT_VERSION: &str = "1.1";
@@ -232,11 +233,16 @@ pub fn audit(build: &Build, opts: &Options) -> Result<Audit> {
     let classes = build.pipeline.classes.clone();
     // The four metadata audits are independent: run side by side.
     let ((labels, overlap), (confounding, splits)) = rayon::join(
-        || rayon::join(|| labels::audit(rows), || overlap::audit(rows)),
         || {
             rayon::join(
-                || confounding::audit(rows, &classes),
-                || splits::audit(rows, &build.pipeline),
+                || timed("audit, labels", || labels::audit(rows)),
+                || timed("audit, overlap", || overlap::audit(rows)),
+            )
+        },
+        || {
+            rayon::join(
+                || timed("audit, confounding", || confounding::audit(rows, &classes)),
+                || timed("audit, splits", || splits::audit(rows, &build.pipeline)),
             )
         },
     );
