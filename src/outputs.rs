@@ -49,8 +49,7 @@ pub fn write(
     let classes = &pipeline.classes;
     let t = std::time::Instant::now();
     let frame = manifest::frame(records, classes)?;
-    let summary = summary::summarize(&frame, classes)?;
-    tracing::info!("manifest + summary: {:.3?}", t.elapsed());
+    tracing::info!("manifest frame: {:.3?}", t.elapsed());
     let t = std::time::Instant::now();
     let lines = |idx: &[usize]| -> Vec<u8> {
         idx.iter()
@@ -59,14 +58,16 @@ pub fn write(
             .into_bytes()
     };
     // The Parquet and CSV encodings of the manifest are the costly outputs: made side by side
-    // with the split files and the typed manifest (for the audit that ends the build, from
-    // the same frame rather than the Parquet read back); then every file is written and
-    // hashed in parallel.
-    let (parquet, (csv, (splits, typed))) = rayon::join(
+    // with the summary, the split files and the typed manifest (for the audit that ends the
+    // build, from the same frame rather than the Parquet read back); then every file is
+    // written and hashed in parallel.
+    let ((parquet, summary), (csv, (splits, typed))) = rayon::join(
         || {
-            timed("outputs, parquet", || {
+            let parquet = timed("outputs, parquet", || {
                 manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
-            })
+            });
+            let summary = timed("outputs, summary", || summary::summarize(&frame, classes));
+            (parquet, summary)
         },
         || {
             rayon::join(
@@ -85,6 +86,7 @@ pub fn write(
     );
     tracing::debug!("outputs, encoded: {:.3?}", t.elapsed());
     let [train, test] = splits;
+    let summary = summary?;
     let files: Vec<(&str, Vec<u8>)> = vec![
         (build_dir::split_rel(Split::Train), train),
         (build_dir::split_rel(Split::Test), test),
