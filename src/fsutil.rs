@@ -451,6 +451,41 @@ mod tests {
     }
 
     #[test]
+    fn files_in_folders_are_found_by_name_in_the_folder_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("images/deeper")).unwrap();
+        std::fs::write(root.join("images/a.png"), b"a").unwrap();
+        std::fs::write(dir.path().join("secret.png"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.png"), root.join("images/out.png"))
+            .unwrap();
+        std::os::unix::fs::symlink(root.join("images/a.png"), root.join("images/in.png")).unwrap();
+        std::os::unix::fs::symlink(root.join("images"), root.join("alias")).unwrap();
+        let c = Confined::new(&root).unwrap();
+        // Twice each: the first lookup checks and caches the folder, the second uses its handle.
+        for _ in 0..2 {
+            assert!(c.is_file("images/a.png").unwrap());
+            assert!(c.is_file("images/in.png").unwrap());
+            assert!(c.is_file("alias/a.png").unwrap());
+            assert!(c.is_file("./images/a.png").unwrap());
+            assert!(!c.is_file("images/deeper").unwrap());
+            assert!(!c.is_file("images/missing.png").unwrap());
+            assert!(!c.is_file("nofolder/a.png").unwrap());
+            let err = c.is_file("images/out.png").unwrap_err();
+            assert!(
+                format!("{err:#}").contains("outside its source root"),
+                "{err:#}"
+            );
+            assert_eq!(c.read("alias/in.png").unwrap(), b"a");
+            let err = c.open("images/missing.png").unwrap_err();
+            assert!(format!("{err:#}").contains("no such file"), "{err:#}");
+        }
+        // A file created after its folder was cached is found through the handle.
+        std::fs::write(root.join("images/late.png"), b"l").unwrap();
+        assert!(c.is_file("images/late.png").unwrap());
+    }
+
+    #[test]
     fn atomic_write_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/out.txt");
