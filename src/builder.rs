@@ -390,11 +390,10 @@ fn write_build_info(dir: &BuildDir, opts: &BuildOptions) -> Result<()> {
 /// The metadata-level audit every build runs at its end: writes `audit/report.{md,json}` and
 /// returns the audit with the `[audit] fail_on` checks that found a problem.
 fn audit_build(build: &crate::audit::Build) -> Result<(crate::audit::Audit, Vec<String>)> {
-    let t = std::time::Instant::now();
-    let a = crate::audit::audit(build, &crate::audit::Options::default())?;
-    tracing::debug!("audit, all: {:.3?}", t.elapsed());
+    let a = crate::timed("audit, all", || {
+        crate::audit::audit(build, &crate::audit::Options::default())
+    })?;
     crate::audit::write_reports(build, &a, &["md", "json"])?;
-    tracing::debug!("audit, reports written: {:.3?}", t.elapsed());
     let failed = a.failed(&build.pipeline.audit.fail_on);
     Ok((a, failed))
 }

@@ -36,34 +36,24 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
         url: None,
     };
     let image_dir = src.config.image_dir.as_deref().unwrap_or("images");
-    let t = std::time::Instant::now();
-    let mut records = read_rows(src, &table, &columns);
-    tracing::debug!(
-        "{file}: {} records made in {:.3?}",
-        records.len(),
-        t.elapsed()
-    );
+    let mut records = crate::timed(&format!("{file}: records made"), || {
+        read_rows(src, &table, &columns)
+    });
     // Paths resolved in place, in parallel; the first refused one in file order is the error.
     let refused = records
         .par_iter_mut()
         .zip(&table.rows)
-        .filter_map(|(rec, row)| {
-            if rec.exclusion == Some(Exclusion::MalformedRow) {
-                return None;
-            }
+        .filter(|(rec, _)| rec.exclusion != Some(Exclusion::MalformedRow))
+        .map(|(rec, row)| -> Result<()> {
             let rel = if image_dir.is_empty() {
                 rec.image.clone()
             } else {
                 format!("{}/{}", image_dir.trim_end_matches('/'), rec.image)
             };
-            match image_path(src, &table.file, row.line, &cols.image, &rel) {
-                Ok(path) => {
-                    rec.path = path;
-                    None
-                }
-                Err(e) => Some(e),
-            }
+            rec.path = image_path(src, &table.file, row.line, &cols.image, &rel)?;
+            Ok(())
         })
+        .filter_map(Result::err)
         .find_first(|_| true);
     if let Some(e) = refused {
         return Err(e);

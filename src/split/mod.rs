@@ -489,8 +489,8 @@ fn dedup_hashed(
     // and compares keys where a hash is seen again (a duplicate, or rarely two keys with one
     // hash: the later one is then looked up by its key in `exact`).
     let hashes: Vec<u64> = order.par_iter().map(|&i| hash(key(i))).collect();
-    let mut first: std::collections::HashMap<u64, usize, BuildU64> =
-        std::collections::HashMap::with_capacity_and_hasher(order.len(), BuildU64);
+    let mut first: HashMap<u64, usize> =
+        HashMap::with_capacity_and_hasher(order.len(), Default::default());
     let mut exact: HashMap<DedupKey, usize> = HashMap::default();
     let mut kept = Vec::with_capacity(order.len());
     let mut duplicates = Vec::new();
@@ -517,36 +517,6 @@ fn dedup_hashed(
         records[i].exclude(Exclusion::Duplicate, detail);
     }
     kept
-}
-
-/// Hashes a `u64` that is a hash already: as itself.
-#[derive(Clone, Copy, Default)]
-struct BuildU64;
-
-/// The hasher of [`BuildU64`].
-#[derive(Default)]
-struct U64Hasher(u64);
-
-impl std::hash::BuildHasher for BuildU64 {
-    type Hasher = U64Hasher;
-    fn build_hasher(&self) -> U64Hasher {
-        U64Hasher(0)
-    }
-}
-
-impl std::hash::Hasher for U64Hasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; other input is folded in, never lost.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
 }
 
 /// The patients the seeded draw moves to test: per class stratum (a patient's highest class),
