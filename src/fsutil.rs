@@ -309,6 +309,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Lower-case hex SHA-256 of the concatenation of `parts`.
+pub fn sha256_hex_parts(parts: &[impl AsRef<[u8]>]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_ref());
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// Lower-case hex SHA-256 of everything a reader yields.
 pub fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
@@ -332,13 +341,20 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Writes `bytes` to `path` through a temporary sibling and a rename, so a killed run never
 /// leaves a half-written file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// [`write_atomic`] of the concatenation of `parts`, without joining them in memory.
+pub fn write_atomic_parts(path: &Path, parts: &[impl AsRef<[u8]>]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = temp_sibling(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part.as_ref())?;
+        }
         // No fsync: the rename is what makes a killed run leave nothing half-written; a power
         // loss is caught by the hashes (verify, resume) instead of paid for on every file.
         std::fs::rename(&tmp, path)

@@ -6,9 +6,11 @@
 //! accepts any file of the same major version: it needs every column of [`COLUMNS`] with its
 //! type, and ignores columns it does not know (a later minor version may add some).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use compact_str::CompactString;
 use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, KeyValueMetadata, ParquetCompression, ParquetReader,
     ParquetWriter, SerReader, SerWriter, StringChunked,
@@ -149,13 +151,19 @@ pub fn parquet_bytes(df: &DataFrame, format: &str, version: &str) -> Result<Vec<
 /// boolean ones), ~3x faster than `CsvWriter`; a frame with another column type goes to
 /// `CsvWriter`.
 pub fn csv_bytes(df: &DataFrame) -> Result<Vec<u8>> {
+    Ok(csv_parts(df)?.concat())
+}
+
+/// [`csv_bytes`] in parts whose concatenation is the file (the header, then slices of rows made
+/// in parallel), so a large manifest is written without first being joined in memory.
+pub fn csv_parts(df: &DataFrame) -> Result<Vec<Vec<u8>>> {
     let written = |d: &DataType| {
         matches!(d, DataType::String | DataType::Boolean)
             || d.is_unsigned_integer()
             || d.is_signed_integer()
     };
     if !df.columns().iter().all(|c| written(c.dtype())) {
-        return csv_bytes_polars(df);
+        return Ok(vec![csv_bytes_polars(df)?]);
     }
     let mut header = Vec::new();
     for (j, name) in df.get_column_names().iter().enumerate() {
@@ -165,19 +173,15 @@ pub fn csv_bytes(df: &DataFrame) -> Result<Vec<u8>> {
         csv_field(&mut header, name.as_str());
     }
     header.push(b'\n');
-    // Rows are written in parallel, in slices of the frame (zero-copy), then joined in order.
+    // Rows are written in parallel, in slices of the frame (zero-copy), kept in order.
     const ROWS: usize = 1 << 14;
     let n = df.height();
     let pieces = (0..n.div_ceil(ROWS))
         .into_par_iter()
-        .map(|k| csv_rows(&df.slice((k * ROWS) as i64, ROWS.min(n - k * ROWS))))
-        .collect::<Result<Vec<_>>>()?;
-    let mut buf = Vec::with_capacity(header.len() + pieces.iter().map(Vec::len).sum::<usize>());
-    buf.extend_from_slice(&header);
-    for p in &pieces {
-        buf.extend_from_slice(p);
-    }
-    Ok(buf)
+        .map(|k| csv_rows(&df.slice((k * ROWS) as i64, ROWS.min(n - k * ROWS))));
+    std::iter::once(Ok(header))
+        .chain(pieces.collect::<Vec<_>>())
+        .collect()
 }
 
 /// One CSV field as polars' `QuoteStyle::Necessary` writes it.
@@ -311,43 +315,43 @@ pub struct ManifestRow {
     /// Row number (the `record` of shards and the augmentation table).
     pub record: u64,
     /// Pipeline name of the source.
-    pub source: String,
+    pub source: CompactString,
     /// Source tag of 4-column split files.
-    pub tag: String,
+    pub tag: CompactString,
     /// Metadata file of the row, relative to `--sources`.
-    pub file: String,
+    pub file: CompactString,
     /// 1-based line in that file.
     pub line: u64,
     /// Upstream patient id.
-    pub patient: String,
+    pub patient: CompactString,
     /// Patient key used for every patient-level decision (`source:subject`).
-    pub patient_key: String,
+    pub patient_key: CompactString,
     /// Image name as upstream gives it.
-    pub image: String,
+    pub image: CompactString,
     /// Image path relative to `--sources` (empty when the row names none).
-    pub path: String,
+    pub path: CompactString,
     /// Raw finding.
-    pub finding: String,
+    pub finding: CompactString,
     /// Finding after the parse rule.
-    pub finding_parsed: String,
+    pub finding_parsed: CompactString,
     /// View.
-    pub view: String,
+    pub view: CompactString,
     /// Modality.
-    pub modality: String,
+    pub modality: CompactString,
     /// Class name, when labelled.
-    pub label: Option<String>,
+    pub label: Option<CompactString>,
     /// Split, when in one.
     pub split: Option<Split>,
     /// In the test pool.
     pub test_pool: bool,
     /// Exclusion code, when excluded.
-    pub exclusion: Option<String>,
+    pub exclusion: Option<CompactString>,
     /// Detail of the exclusion or a note.
-    pub detail: String,
+    pub detail: CompactString,
     /// SHA-256 of the image file, when it was read.
-    pub sha256: Option<String>,
+    pub sha256: Option<CompactString>,
     /// Why the image stage quarantined the image.
-    pub image_error: Option<String>,
+    pub image_error: Option<CompactString>,
 }
 
 /// A manifest read back from `manifest.parquet`.
@@ -407,54 +411,49 @@ impl Manifest {
             .iter()
             .map(|name| f.str_chunked(name, ColumnType::OptStr))
             .collect::<Result<Vec<_>>>()?;
-        const CHUNK: usize = 1 << 14;
-        let mut rows = vec![ManifestRow::default(); df.height()];
-        rows.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(k, chunk)| {
-                let at = k * CHUNK;
-                let slice = |c: &StringChunked| c.slice(at as i64, chunk.len());
-                let (strs, opts) = (
-                    strs.iter().map(|c| slice(c)).collect::<Vec<_>>(),
-                    opts.iter().map(|c| slice(c)).collect::<Vec<_>>(),
-                );
-                let mut strs = strs.iter().map(|c| c.iter()).collect::<Vec<_>>();
-                let mut opts = opts.iter().map(|c| c.iter()).collect::<Vec<_>>();
-                for (j, row) in chunk.iter_mut().enumerate() {
-                    let i = at + j;
-                    let mut s = strs
-                        .iter_mut()
-                        .map(|c| c.next().flatten().unwrap_or_default().to_string());
-                    let mut o = opts
-                        .iter_mut()
-                        .map(|c| c.next().flatten().map(str::to_string));
-                    let mut s = move || s.next().unwrap_or_default();
-                    let mut o = move || o.next().flatten();
-                    // Struct fields are evaluated in the order written: the lists' order.
-                    *row = ManifestRow {
-                        record: record[i],
-                        source: s(),
-                        tag: s(),
-                        file: s(),
-                        line: line[i],
-                        patient: s(),
-                        patient_key: s(),
-                        image: s(),
-                        path: s(),
-                        finding: s(),
-                        finding_parsed: s(),
-                        view: s(),
-                        modality: s(),
-                        label: o(),
-                        split: split[i],
-                        test_pool: test_pool[i],
-                        exclusion: o(),
-                        detail: s(),
-                        sha256: o(),
-                        image_error: o(),
-                    };
+        // One chunk per column, so any row is one indexed read; the rows are collected in
+        // parallel straight into the final vector (never filled first and then overwritten).
+        let (strs, opts) = (flat(strs), flat(opts));
+        if df.height() == 0 {
+            return Ok(Manifest { rows: Vec::new() });
+        }
+        let strs: Vec<_> = strs.iter().map(|c| c.downcast_as_array()).collect();
+        let opts: Vec<_> = opts.iter().map(|c| c.downcast_as_array()).collect();
+        let rows = (0..df.height())
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .map(|i| {
+                let mut s = strs
+                    .iter()
+                    .map(|c| CompactString::from(c.get(i).unwrap_or_default()));
+                let mut o = opts.iter().map(|c| c.get(i).map(CompactString::from));
+                let mut s = move || s.next().unwrap_or_default();
+                let mut o = move || o.next().flatten();
+                // Struct fields are evaluated in the order written: the lists' order.
+                ManifestRow {
+                    record: record[i],
+                    source: s(),
+                    tag: s(),
+                    file: s(),
+                    line: line[i],
+                    patient: s(),
+                    patient_key: s(),
+                    image: s(),
+                    path: s(),
+                    finding: s(),
+                    finding_parsed: s(),
+                    view: s(),
+                    modality: s(),
+                    label: o(),
+                    split: split[i],
+                    test_pool: test_pool[i],
+                    exclusion: o(),
+                    detail: s(),
+                    sha256: o(),
+                    image_error: o(),
                 }
-            });
+            })
+            .collect();
         Ok(Manifest { rows })
     }
 
@@ -472,6 +471,11 @@ impl Manifest {
     pub fn get(&self, record: u64) -> Option<&ManifestRow> {
         usize::try_from(record).ok().and_then(|i| self.rows.get(i))
     }
+}
+
+/// String columns of one chunk each (a borrow when they already are).
+fn flat<'a>(cols: Vec<&'a StringChunked>) -> Vec<Cow<'a, StringChunked>> {
+    cols.into_iter().map(|c| c.rechunk()).collect()
 }
 
 /// A split column value.
@@ -602,6 +606,46 @@ impl ManifestRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_rows_are_the_same_from_one_chunk_or_many_and_none_from_no_rows() {
+        let classes = ["normal".to_string(), "COVID-19".to_string()];
+        let records: Vec<Record> = (0..9000)
+            .map(|i| Record {
+                source: ["cohen", "rsna"][i % 2].to_string(),
+                subject: format!("p{}", i / 3),
+                patient: format!("p{}", i / 3),
+                image: format!("img {i}.png"),
+                path: format!("images/a-long-enough-folder-name/img {i}.png"),
+                label: (i % 5 != 0).then_some(i % 2),
+                split: [Some(Split::Train), Some(Split::Test), None][i % 3],
+                sha256: (i % 4 == 0).then(|| format!("{i:064x}")),
+                ..Record::default()
+            })
+            .collect();
+        let df = frame(&records, &classes).unwrap();
+        let whole = Manifest::from_frame(&df, "m").unwrap();
+        let mut chunked = df.slice(0, 4097);
+        chunked.vstack_mut(&df.slice(4097, 3000)).unwrap();
+        chunked.vstack_mut(&df.slice(7097, 2000)).unwrap();
+        assert!(
+            chunked
+                .column("path")
+                .unwrap()
+                .as_materialized_series()
+                .n_chunks()
+                > 1
+        );
+        assert_eq!(Manifest::from_frame(&chunked, "m").unwrap(), whole);
+        for (row, r) in whole.rows.iter().zip(&records) {
+            assert_eq!(row.path, r.path);
+            assert_eq!(row.patient_key, r.patient_key());
+            assert_eq!(row.label.as_deref(), r.label.map(|l| classes[l].as_str()));
+            assert_eq!(row.sha256.as_deref(), r.sha256.as_deref());
+        }
+        let empty = frame(&[], &classes).unwrap();
+        assert!(Manifest::from_frame(&empty, "m").unwrap().is_empty());
+    }
 
     #[test]
     fn csv_bytes_equal_polars_csv_writer_bytes() {

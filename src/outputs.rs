@@ -71,7 +71,7 @@ pub fn write(
         },
         || {
             rayon::join(
-                || timed("outputs, csv", || manifest::csv_bytes(&frame)),
+                || timed("outputs, csv", || manifest::csv_parts(&frame)),
                 || {
                     let splits = timed("outputs, split files", || {
                         [lines(&assignment.train), lines(&assignment.test)]
@@ -87,19 +87,27 @@ pub fn write(
     tracing::debug!("outputs, encoded: {:.3?}", t.elapsed());
     let [train, test] = splits;
     let summary = summary?;
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        (build_dir::split_rel(Split::Train), train),
-        (build_dir::split_rel(Split::Test), test),
-        (build_dir::MANIFEST, parquet?),
+    // Each file in parts (the CSV's slices are never joined in memory).
+    let files: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (build_dir::split_rel(Split::Train), vec![train]),
+        (build_dir::split_rel(Split::Test), vec![test]),
+        (build_dir::MANIFEST, vec![parquet?]),
         (build_dir::MANIFEST_CSV, csv?),
-        (build_dir::PIPELINE, pipeline_bytes.to_vec()),
-        (build_dir::SUMMARY, summary::render(&summary).into_bytes()),
+        (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
+        (
+            build_dir::SUMMARY,
+            vec![summary::render(&summary).into_bytes()],
+        ),
     ];
     let hashes: Vec<Result<(String, String)>> = files
         .par_iter()
-        .map(|(rel, bytes)| {
-            fsutil::write_atomic(&dir.path(rel), bytes)?;
-            Ok((rel.to_string(), fsutil::sha256_hex(bytes)))
+        .map(|(rel, parts)| {
+            let (written, hash) = rayon::join(
+                || fsutil::write_atomic_parts(&dir.path(rel), parts),
+                || fsutil::sha256_hex_parts(parts),
+            );
+            written?;
+            Ok((rel.to_string(), hash))
         })
         .collect();
     let outputs = hashes.into_iter().collect::<Result<BTreeMap<_, _>>>()?;

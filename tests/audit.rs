@@ -156,11 +156,11 @@ fn write_manifest(dir: &BuildDir, m: &covidx::manifest::Manifest) {
             Record {
                 source: source.to_string(),
                 subject: subject.to_string(),
-                patient: r.patient.clone(),
-                image: r.image.clone(),
-                path: r.path.clone(),
-                finding: r.finding.clone(),
-                parsed: r.finding_parsed.clone(),
+                patient: r.patient.to_string(),
+                image: r.image.to_string(),
+                path: r.path.to_string(),
+                finding: r.finding.to_string(),
+                parsed: r.finding_parsed.to_string(),
                 label: r
                     .label
                     .as_ref()

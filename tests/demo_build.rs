@@ -140,10 +140,13 @@ fn demo_build_handles_every_quirk() {
     assert_eq!(m.len(), o.records.len());
     for (row, r) in m.rows.iter().zip(&o.records) {
         assert_eq!(
-            (&row.path, &row.patient, row.split),
-            (&r.path, &r.patient, r.split)
+            (row.path.as_str(), row.patient.as_str(), row.split),
+            (r.path.as_str(), r.patient.as_str(), r.split)
         );
-        assert_eq!(row.label, r.label.map(|l| o.pipeline.classes[l].clone()));
+        assert_eq!(
+            row.label.as_deref(),
+            r.label.map(|l| o.pipeline.classes[l].as_str())
+        );
     }
     let csv = std::fs::read_to_string(BuildDir::new(&out).manifest_csv()).unwrap();
     assert!(csv.starts_with("record,source,tag,file,line,patient,patient_key,image,path,finding"));

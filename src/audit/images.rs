@@ -112,8 +112,8 @@ pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<I
     let mut todo: Vec<&ManifestRow> = Vec::new();
     let unusable = |r: &ManifestRow, reason: &str, detail: String| Unreadable {
         record: r.record,
-        source: r.source.clone(),
-        path: r.path.clone(),
+        source: r.source.to_string(),
+        path: r.path.to_string(),
         split: scope(r).unwrap_or("").to_string(),
         reason: reason.to_string(),
         detail,
@@ -131,7 +131,7 @@ pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<I
         } else if r.path.is_empty() {
             let detail = "the row names no image".to_string();
             images.unreadable.push(unusable(r, "missing", detail));
-        } else if let Some(f) = r.sha256.as_ref().and_then(|s| cache.get(s)) {
+        } else if let Some(f) = r.sha256.as_ref().and_then(|s| cache.get(s.as_str())) {
             images.facts.insert(r.record, f.clone());
             p.from_cache += 1;
         } else {
@@ -210,7 +210,7 @@ fn examine(
         .map_err(|e| ("unreadable".to_string(), format!("{e:#}")))?;
     let sha = crate::fsutil::sha256_hex(&bytes);
     if let Some(want) = &r.sha256 {
-        if &sha != want {
+        if sha != want {
             return Err((
                 "changed".to_string(),
                 format!("sha256 {sha}, the build read {want}"),

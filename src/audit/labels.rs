@@ -142,15 +142,15 @@ mod tests {
         let mut patients: BTreeMap<Key, BTreeSet<&str>> = BTreeMap::new();
         for r in rows {
             let outcome = match (&r.label, &r.exclusion) {
-                (Some(class), _) => class.clone(),
+                (Some(class), _) => class.to_string(),
                 (None, Some(why)) => format!("excluded: {why}"),
                 (None, None) => "unlabelled".to_string(),
             };
             let key = (
-                r.source.clone(),
+                r.source.to_string(),
                 outcome,
-                r.finding_parsed.clone(),
-                r.finding.clone(),
+                r.finding_parsed.to_string(),
+                r.finding.to_string(),
             );
             *images.entry(key.clone()).or_default() += 1;
             patients.entry(key).or_default().insert(&r.patient_key);

@@ -107,7 +107,7 @@ pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
         let split = r.split.map_or("none", |s| s.name()).to_string();
         ids.entry(&r.patient)
             .or_default()
-            .entry(r.source.clone())
+            .entry(r.source.to_string())
             .or_default()
             .insert(split);
     }
@@ -229,14 +229,14 @@ pub(crate) mod tests {
                     .to_string();
                 ManifestRow {
                     record: i as u64,
-                    patient_key: format!("{source}:{patient}"),
-                    source,
-                    patient,
-                    finding_parsed: finding.to_lowercase(),
-                    finding,
-                    label,
+                    patient_key: format!("{source}:{patient}").into(),
+                    source: source.into(),
+                    patient: patient.into(),
+                    finding_parsed: finding.to_lowercase().into(),
+                    finding: finding.into(),
+                    label: label.map(Into::into),
                     split,
-                    exclusion,
+                    exclusion: exclusion.map(Into::into),
                     ..ManifestRow::default()
                 }
             })
@@ -262,7 +262,7 @@ pub(crate) mod tests {
             if !r.patient.is_empty() {
                 ids.entry(&r.patient)
                     .or_default()
-                    .entry(r.source.clone())
+                    .entry(r.source.to_string())
                     .or_default()
                     .insert(split);
             }

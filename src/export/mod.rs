@@ -200,13 +200,13 @@ impl SampleMeta {
             label: s.label,
             class: class.clone(),
             split: split.name().to_string(),
-            source: row.source.clone(),
-            patient: row.patient_key.clone(),
+            source: row.source.to_string(),
+            patient: row.patient_key.to_string(),
             split_image: row.split_image(),
-            path: row.path.clone(),
-            image_sha256: row.sha256.clone().unwrap_or_default(),
-            view: row.view.clone(),
-            finding: row.finding.clone(),
+            path: row.path.to_string(),
+            image_sha256: row.sha256.as_deref().unwrap_or_default().to_string(),
+            view: row.view.to_string(),
+            finding: row.finding.to_string(),
         })
     }
 }

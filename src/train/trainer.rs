@@ -274,7 +274,7 @@ pub fn evaluate(
         }
         Ok(true)
     })?;
-    let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let refs: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
     Ok(Metrics::compute(&probs, &truth, &refs, model.classes()))
 }
 
