@@ -57,25 +57,51 @@ pub fn write(
             .collect::<String>()
             .into_bytes()
     };
-    // The Parquet and CSV encodings of the manifest are the costly outputs: made side by side
-    // with the summary, the split files and the typed manifest (for the audit that ends the
-    // build, from the same frame rather than the Parquet read back); then every file is
-    // written and hashed in parallel.
+    // Each file is written (atomically) and hashed as soon as it is encoded, so writes overlap
+    // the encoding of the rest; the file's parts are returned for a background drop. The
+    // Parquet and CSV encodings of the manifest are the costly ones, made side by side with
+    // the summary, the split files and the typed manifest (for the audit that ends the build,
+    // from the same frame rather than the Parquet read back).
+    type Put = Result<((String, String), Vec<Vec<u8>>)>;
+    let put = |rel: &str, parts: Vec<Vec<u8>>| -> Put {
+        let (written, hash) = rayon::join(
+            || fsutil::write_atomic_parts(&dir.path(rel), &parts),
+            || fsutil::sha256_hex_parts(&parts),
+        );
+        written?;
+        Ok(((rel.to_string(), hash), parts))
+    };
     let ((parquet, summary), (csv, (splits, typed))) = rayon::join(
         || {
             let parquet = timed("outputs, parquet", || {
                 manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
-            });
-            let summary = timed("outputs, summary", || summary::summarize(&frame, classes));
+            })
+            .and_then(|bytes| put(build_dir::MANIFEST, vec![bytes]));
+            let summary = timed("outputs, summary", || summary::summarize(&frame, classes))
+                .and_then(|s| {
+                    let text = summary::render(&s).into_bytes();
+                    Ok((s, put(build_dir::SUMMARY, vec![text])?))
+                });
             (parquet, summary)
         },
         || {
             rayon::join(
-                || timed("outputs, csv", || manifest::csv_parts(&frame)),
+                || {
+                    timed("outputs, csv", || manifest::csv_parts(&frame))
+                        .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
+                },
                 || {
                     let splits = timed("outputs, split files", || {
-                        [lines(&assignment.train), lines(&assignment.test)]
+                        [
+                            (build_dir::split_rel(Split::Train), lines(&assignment.train)),
+                            (build_dir::split_rel(Split::Test), lines(&assignment.test)),
+                            (build_dir::PIPELINE, pipeline_bytes.to_vec()),
+                        ]
                     });
+                    let splits: Vec<Put> = splits
+                        .into_par_iter()
+                        .map(|(rel, bytes)| put(rel, vec![bytes]))
+                        .collect();
                     let typed = timed("outputs, typed manifest", || {
                         Manifest::from_frame(&frame, build_dir::MANIFEST)
                     });
@@ -84,34 +110,15 @@ pub fn write(
             )
         },
     );
-    tracing::debug!("outputs, encoded: {:.3?}", t.elapsed());
-    let [train, test] = splits;
-    let summary = summary?;
-    // Each file in parts (the CSV's slices are never joined in memory).
-    let files: Vec<(&str, Vec<Vec<u8>>)> = vec![
-        (build_dir::split_rel(Split::Train), vec![train]),
-        (build_dir::split_rel(Split::Test), vec![test]),
-        (build_dir::MANIFEST, vec![parquet?]),
-        (build_dir::MANIFEST_CSV, csv?),
-        (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
-        (
-            build_dir::SUMMARY,
-            vec![summary::render(&summary).into_bytes()],
-        ),
-    ];
-    let hashes: Vec<Result<(String, String)>> = files
-        .par_iter()
-        .map(|(rel, parts)| {
-            let (written, hash) = rayon::join(
-                || fsutil::write_atomic_parts(&dir.path(rel), parts),
-                || fsutil::sha256_hex_parts(parts),
-            );
-            written?;
-            Ok((rel.to_string(), hash))
-        })
-        .collect();
-    let outputs = hashes.into_iter().collect::<Result<BTreeMap<_, _>>>()?;
-    crate::drop_in_background((frame, files));
+    let (summary, summary_file) = summary?;
+    let mut outputs = BTreeMap::new();
+    let mut encoded = Vec::new();
+    for put in [parquet, Ok(summary_file), csv].into_iter().chain(splits) {
+        let ((rel, hash), parts) = put?;
+        outputs.insert(rel, hash);
+        encoded.push(parts);
+    }
+    crate::drop_in_background((frame, encoded));
     tracing::info!("outputs written: {:.3?}", t.elapsed());
     Ok(Written {
         summary,

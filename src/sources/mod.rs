@@ -260,7 +260,7 @@ pub(crate) fn field<'r>(
             "{}:{}: row has {} fields, column {:?} (#{}) is missing",
             table.file,
             row.line,
-            row.fields.len(),
+            row.len(),
             table.header[idx],
             idx + 1
         )
@@ -341,12 +341,12 @@ pub(crate) fn read_rows(src: &Source, table: &Table, cols: &RowColumns) -> Vec<R
 /// commas spill into the header's trailing unnamed column or beyond).
 fn ragged_note(table: &Table, row: &Row) -> Option<String> {
     let width = table.width();
-    let spill = row.fields.iter().skip(width).any(|f| !f.trim().is_empty());
+    let spill = row.iter().skip(width).any(|f| !f.trim().is_empty());
     spill.then(|| {
         format!(
             "row has {} fields with text past the {width} named columns (unquoted commas?); \
              the extra text is ignored",
-            row.fields.len()
+            row.len()
         )
     })
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use csv::StringRecord;
+use std::sync::Arc;
+
+use csv::ByteRecord;
 use rayon::prelude::*;
 
 use crate::config::Encoding;
@@ -30,14 +32,47 @@ pub struct Table {
 pub struct Row {
     /// 1-based line where the row starts (a quoted field may span several lines).
     pub line: u64,
-    /// The fields as parsed.
-    pub fields: StringRecord,
+    /// The parsed fields of the rows of one piece of the file, shared by those rows (no
+    /// allocation per row).
+    block: Arc<Block>,
+    /// Index in `block.bounds` of this row's first field's start.
+    first: u32,
+    /// Number of fields.
+    len: u32,
+}
+
+/// The parsed fields of consecutive rows, back to back: field `k` of a row whose first bound
+/// is `first` is `text[bounds[first + k]..bounds[first + k + 1]]`.
+#[derive(Debug)]
+struct Block {
+    text: String,
+    bounds: Vec<u32>,
 }
 
 impl Row {
     /// Field `idx`, or `None` when the row is shorter than the header.
     pub fn get(&self, idx: usize) -> Option<&str> {
-        self.fields.get(idx)
+        if idx >= self.len as usize {
+            return None;
+        }
+        let at = self.first as usize + idx;
+        let b = &self.block.bounds;
+        self.block.text.get(b[at] as usize..b[at + 1] as usize)
+    }
+
+    /// Number of fields (rows may be longer or shorter than the header).
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when the row has no field.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|k| self.get(k))
     }
 }
 
@@ -253,33 +288,59 @@ fn parse_piece(
         .has_headers(false)
         .delimiter(delimiter)
         .from_reader(&bytes[start..]);
-    let mut rows = Vec::new();
-    let mut fields = StringRecord::new();
+    // (line, first bound, field count) of each row, then the rows sharing one block.
+    let mut spans: Vec<(u64, u32, u32)> = Vec::new();
+    let mut text: Vec<u8> = Vec::with_capacity(end - start);
+    let mut bounds: Vec<u32> = Vec::new();
+    let offset = |n: usize| {
+        u32::try_from(n).with_context(|| format!("{file}: over 4 GiB of fields in one piece"))
+    };
+    let mut fields = ByteRecord::new();
     let mut lines = LineCounter {
         text: bytes,
         at: start,
         line,
     };
     loop {
-        match reader.read_record(&mut fields) {
+        match reader.read_byte_record(&mut fields) {
             Ok(true) => {
                 let byte = fields.position().map(|p| p.byte()).unwrap_or(0) as usize;
                 let line = lines.line_of(start + byte);
-                if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) {
+                if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
                     continue;
                 }
-                rows.push(Row {
-                    line,
-                    fields: fields.clone(),
-                });
+                spans.push((line, offset(bounds.len())?, offset(fields.len())?));
+                bounds.push(offset(text.len())?);
+                for f in &fields {
+                    text.extend_from_slice(f);
+                    bounds.push(offset(text.len())?);
+                }
             }
-            Ok(false) => return Ok(rows),
+            Ok(false) => break,
             Err(e) => {
                 let at = e.position().map(|p| p.byte() as usize).unwrap_or(0);
                 bail!("{file}:{}: malformed CSV: {e}", lines.line_of(start + at));
             }
         }
     }
+    // The fields are cut from UTF-8 text at ASCII bytes (delimiters, quotes, line breaks),
+    // so they are UTF-8; checked once per piece all the same.
+    let text = String::from_utf8(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{file}: parsed fields are not UTF-8 at byte {}",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let block = Arc::new(Block { text, bounds });
+    Ok(spans
+        .into_iter()
+        .map(|(line, first, len)| Row {
+            line,
+            block: Arc::clone(&block),
+            first,
+            len,
+        })
+        .collect())
 }
 
 /// Checks the quoting of CSV text the way the csv crate reads it (a `"` at the start of a
@@ -393,12 +454,7 @@ mod tests {
         let rows = |t: &Table| {
             t.rows
                 .iter()
-                .map(|r| {
-                    (
-                        r.line,
-                        r.fields.iter().map(str::to_string).collect::<Vec<_>>(),
-                    )
-                })
+                .map(|r| (r.line, r.iter().map(str::to_string).collect::<Vec<_>>()))
                 .collect::<Vec<_>>()
         };
         assert_eq!(whole.rows.len(), 200 - 200 / 7 - 1);
