@@ -41,9 +41,12 @@ struct Patients<'t> {
 /// Collects every patient's class (class file) and `Target` (labels file), noting the first
 /// contradiction within a file.
 fn collect<'t>(classes: &'t Table, labels: &'t Table) -> Result<Patients<'t>> {
+    // Sized for one patient per class row (upstream: 26,684 patients in 30,227 rows), so the
+    // map is never rehashed while it fills.
+    let n = classes.rows.len().max(labels.rows.len());
     let mut p = Patients {
-        order: Vec::new(),
-        by_id: HashMap::default(),
+        order: Vec::with_capacity(n),
+        by_id: HashMap::with_capacity_and_hasher(n, Default::default()),
         malformed: Vec::new(),
     };
     for (table, field, is_class) in [(classes, "class", true), (labels, "Target", false)] {
