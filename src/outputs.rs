@@ -71,7 +71,7 @@ pub fn write(
         written?;
         Ok(((rel.to_string(), hash), parts))
     };
-    let ((parquet, summary), (csv, (splits, typed))) = rayon::join(
+    let ((parquet, summary), (csv, (small, typed))) = rayon::join(
         || {
             let parquet = timed("outputs, parquet", || {
                 manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
@@ -91,21 +91,22 @@ pub fn write(
                         .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
                 },
                 || {
-                    let splits = timed("outputs, split files", || {
+                    // The split files and the copy of the pipeline.
+                    let small = timed("outputs, split files", || {
                         [
                             (build_dir::split_rel(Split::Train), lines(&assignment.train)),
                             (build_dir::split_rel(Split::Test), lines(&assignment.test)),
                             (build_dir::PIPELINE, pipeline_bytes.to_vec()),
                         ]
                     });
-                    let splits: Vec<Put> = splits
+                    let small: Vec<Put> = small
                         .into_par_iter()
                         .map(|(rel, bytes)| put(rel, vec![bytes]))
                         .collect();
                     let typed = timed("outputs, typed manifest", || {
                         Manifest::from_frame(&frame, build_dir::MANIFEST)
                     });
-                    (splits, typed)
+                    (small, typed)
                 },
             )
         },
@@ -113,7 +114,7 @@ pub fn write(
     let (summary, summary_file) = summary?;
     let mut outputs = BTreeMap::new();
     let mut encoded = Vec::new();
-    for put in [parquet, Ok(summary_file), csv].into_iter().chain(splits) {
+    for put in [parquet, Ok(summary_file), csv].into_iter().chain(small) {
         let ((rel, hash), parts) = put?;
         outputs.insert(rel, hash);
         encoded.push(parts);

@@ -4,10 +4,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 
+use anyhow::{bail, Context, Result};
 use csv::ByteRecord;
 use rayon::prelude::*;
 
@@ -306,7 +305,9 @@ fn parse_piece(
             Ok(true) => {
                 let byte = fields.position().map(|p| p.byte()).unwrap_or(0) as usize;
                 let line = lines.line_of(start + byte);
-                if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
+                // A blank line (one field of whitespace, as `str::trim` sees it) is no row.
+                let blank = |f: &[u8]| std::str::from_utf8(f).is_ok_and(|f| f.trim().is_empty());
+                if fields.len() == 1 && fields.get(0).is_some_and(blank) {
                     continue;
                 }
                 spans.push((line, offset(bounds.len())?, offset(fields.len())?));
@@ -430,6 +431,29 @@ mod tests {
         assert!(
             err.contains("m.csv: required column \"imagename\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn whitespace_lines_are_no_rows_and_ragged_rows_keep_every_field() {
+        let text = "id,file\n1,a.png\n   \n\t\n\u{a0}\u{3000}\n\" \"\n , \n2,b.png,x,,y\n";
+        let t = Table::parse(text, "m.csv", b',').unwrap();
+        let rows: Vec<(u64, Vec<&str>)> = t
+            .rows
+            .iter()
+            .map(|r| (r.line, r.iter().collect()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (2, vec!["1", "a.png"]),
+                (7, vec![" ", " "]),
+                (8, vec!["2", "b.png", "x", "", "y"]),
+            ]
+        );
+        assert_eq!(
+            (t.rows[2].len(), t.rows[2].get(4), t.rows[2].get(5)),
+            (5, Some("y"), None)
         );
     }
 
