@@ -309,7 +309,8 @@ pub fn read_table(path: &Path, format: &str, version: &str) -> Result<DataFrame>
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// One manifest row, typed.
+/// One manifest row, typed. Text fields are [`CompactString`]s (`&str` through `Deref`): up to
+/// 24 bytes inline, so most fields of a large manifest need no heap allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestRow {
     /// Row number (the `record` of shards and the augmentation table).
