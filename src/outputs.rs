@@ -62,14 +62,14 @@ pub fn write(
     // Parquet and CSV encodings of the manifest are the costly ones, made side by side with
     // the summary, the split files and the typed manifest (for the audit that ends the build,
     // from the same frame rather than the Parquet read back).
-    type Put = Result<((String, String), Vec<Vec<u8>>)>;
+    type Put = Result<(String, String, Vec<Vec<u8>>)>;
     let put = |rel: &str, parts: Vec<Vec<u8>>| -> Put {
         let (written, hash) = rayon::join(
             || fsutil::write_atomic_parts(&dir.path(rel), &parts),
             || fsutil::sha256_hex_parts(&parts),
         );
         written?;
-        Ok(((rel.to_string(), hash), parts))
+        Ok((rel.to_string(), hash, parts))
     };
     let ((parquet, summary), (csv, (small, typed))) = rayon::join(
         || {
@@ -115,7 +115,7 @@ pub fn write(
     let mut outputs = BTreeMap::new();
     let mut encoded = Vec::new();
     for put in [parquet, Ok(summary_file), csv].into_iter().chain(small) {
-        let ((rel, hash), parts) = put?;
+        let (rel, hash, parts) = put?;
         outputs.insert(rel, hash);
         encoded.push(parts);
     }

@@ -71,7 +71,10 @@ impl Row {
 
     /// The fields in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        (0..self.len()).filter_map(|k| self.get(k))
+        let (first, text) = (self.first as usize, &self.block.text);
+        self.block.bounds[first..=first + self.len()]
+            .windows(2)
+            .map(move |w| &text[w[0] as usize..w[1] as usize])
     }
 }
 
@@ -291,9 +294,11 @@ fn parse_piece(
     let mut spans: Vec<(u64, u32, u32)> = Vec::new();
     let mut text: Vec<u8> = Vec::with_capacity(end - start);
     let mut bounds: Vec<u32> = Vec::new();
-    let offset = |n: usize| {
-        u32::try_from(n).with_context(|| format!("{file}: over 4 GiB of fields in one piece"))
-    };
+    // Offsets are u32: the fields' text is at most the piece's bytes, and a row (at least one
+    // byte) adds at most one bound per byte plus its start, so checking the piece once is enough.
+    if u32::try_from(2 * (end - start) + 2).is_err() {
+        bail!("{file}: a piece of over 2 GiB between two record boundaries");
+    }
     let mut fields = ByteRecord::new();
     let mut lines = LineCounter {
         text: bytes,
@@ -310,11 +315,11 @@ fn parse_piece(
                 if fields.len() == 1 && fields.get(0).is_some_and(blank) {
                     continue;
                 }
-                spans.push((line, offset(bounds.len())?, offset(fields.len())?));
-                bounds.push(offset(text.len())?);
+                spans.push((line, bounds.len() as u32, fields.len() as u32));
+                bounds.push(text.len() as u32);
                 for f in &fields {
                     text.extend_from_slice(f);
-                    bounds.push(offset(text.len())?);
+                    bounds.push(text.len() as u32);
                 }
             }
             Ok(false) => break,
