@@ -121,7 +121,8 @@ pub fn shard_output_number(name: &str) -> Option<usize> {
 }
 
 /// True for a temporary file left by an interrupted write of one of our files
-/// (`.<name>.tmp-<pid>`, see [`crate::fsutil::temp_sibling`]).
+/// (`.<name>.tmp-<pid>`, see [`crate::fsutil::temp_sibling`]), or by a replaced file moved
+/// aside before its deletion (`.<name>.tmp-<pid>-old`).
 pub fn is_temp_of_ours(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('.') else {
         return false;
@@ -387,6 +388,7 @@ mod tests {
             "shards/train/.shard-00001.safetensors.tmp-42",
             "shards/train/..shard-00001.safetensors.tmp-42.tmp-42",
             ".manifest.csv.tmp-7",
+            ".manifest.parquet.tmp-7-old",
             "notes.txt",
             "shards/train/mine.bin",
             "splits/extra.txt",
@@ -400,6 +402,7 @@ mod tests {
             ours,
             [
                 ".manifest.csv.tmp-7",
+                ".manifest.parquet.tmp-7-old",
                 "augment.parquet",
                 "manifest.csv",
                 "shards/index.json",
@@ -409,7 +412,7 @@ mod tests {
             ]
         );
         let removed = b.remove_outputs_except(|r| r == "manifest.csv").unwrap();
-        assert_eq!(removed.len(), 6);
+        assert_eq!(removed.len(), 7);
         for left in [
             "manifest.csv",
             "notes.txt",

@@ -357,13 +357,71 @@ pub fn write_atomic_parts(path: &Path, parts: &[impl AsRef<[u8]>]) -> Result<()>
         }
         // No fsync: the rename is what makes a killed run leave nothing half-written; a power
         // loss is caught by the hashes (verify, resume) instead of paid for on every file.
-        std::fs::rename(&tmp, path)
+        replace(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
+}
+
+/// Files at least this large that a write replaces are moved aside and deleted in the
+/// background (see [`replace`]).
+const ASIDE_MIN: u64 = 1 << 20;
+
+/// Deletions of replaced files still running (see [`finish_deletions`]).
+static DELETIONS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Renames the written temporary `tmp` to `path`. A large file already at `path` is first
+/// renamed aside (to `tmp`'s name with `-old`, which a later build cleans up like any
+/// temporary of ours if this run is killed) and deleted on a thread of its own: renaming over
+/// an existing file costs ext4 a flush of the new file's blocks and the freeing of the old
+/// one's inside the rename (0.08-0.12 s for a 200 MB manifest), where a rename to a free name
+/// costs nothing. If the second rename fails, the old file is put back.
+fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    let large = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.is_file() && m.len() >= ASIDE_MIN);
+    if !large {
+        return std::fs::rename(tmp, path);
+    }
+    let mut old = tmp.as_os_str().to_owned();
+    old.push("-old");
+    let old = PathBuf::from(old);
+    if std::fs::rename(path, &old).is_err() {
+        return std::fs::rename(tmp, path);
+    }
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::rename(&old, path);
+        return Err(e);
+    }
+    let aside = old.clone();
+    let spawned = std::thread::Builder::new()
+        .name("covidx-delete".into())
+        .spawn(move || {
+            let _ = std::fs::remove_file(&aside);
+        });
+    match spawned {
+        Ok(handle) => DELETIONS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle),
+        Err(_) => {
+            let _ = std::fs::remove_file(&old);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the deletions of replaced files that writes started in the background (a
+/// command calls this before it exits, so no moved-aside file outlives it).
+pub fn finish_deletions() {
+    let pending = std::mem::take(&mut *DELETIONS.lock().unwrap_or_else(|e| e.into_inner()));
+    for handle in pending {
+        let _ = handle.join();
+    }
 }
 
 /// The temporary name used while `path` is being written.
@@ -499,6 +557,26 @@ mod tests {
         // A file created after its folder was cached is found through the handle.
         std::fs::write(root.join("images/late.png"), b"l").unwrap();
         assert!(c.is_file("images/late.png").unwrap());
+    }
+
+    #[test]
+    fn replacing_a_large_file_leaves_only_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("manifest.csv");
+        let big = vec![7u8; ASIDE_MIN as usize + 1];
+        write_atomic(&p, &big).unwrap();
+        // The large file is moved aside and deleted in the background; small ones are renamed
+        // over.
+        for bytes in [&b"new"[..], &big[..1000], &big[..]] {
+            write_atomic(&p, bytes).unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), bytes);
+        }
+        finish_deletions();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["manifest.csv"]);
     }
 
     #[test]

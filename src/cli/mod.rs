@@ -344,6 +344,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a, cli.quiet),
         Command::Predict(a) => predict::run(a, cli.quiet),
     };
+    crate::fsutil::finish_deletions();
     match result {
         Ok(code) => code,
         Err(e) => {
