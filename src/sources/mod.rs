@@ -30,7 +30,8 @@ pub struct ReadContext<'a> {
     pub inputs: &'a mut InputHashes,
 }
 
-/// Reads one source with its reader, then applies its view and modality filters.
+/// Reads one source with its reader, then applies its view and modality filters (each pass
+/// over the records in parallel: a record's decisions depend on that record alone).
 pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     let mut records = match src.kind {
         SourceKind::Cohen => cohen::read(ctx, src),
@@ -43,9 +44,10 @@ pub fn read(ctx: &mut ReadContext, src: &Source) -> Result<Vec<Record>> {
     }
     .with_context(|| format!("reading source {:?} ({:?})", src.name, src.kind))?;
     if let Some(space) = &src.config.space_as {
-        for r in records.iter_mut().filter(|r| r.image.contains(' ')) {
-            r.split_as = Some(r.image.replace(' ', space));
-        }
+        records
+            .par_iter_mut()
+            .filter(|r| r.image.contains(' '))
+            .for_each(|r| r.split_as = Some(r.image.replace(' ', space)));
     }
     exclude_unwritable_names(&mut records);
     apply_filters(src, &mut records);
@@ -58,28 +60,30 @@ pub fn apply_exclude_list(src: &Source, records: &mut [Record]) {
     if src.config.exclude.is_empty() {
         return;
     }
-    for r in records.iter_mut().filter(|r| r.is_candidate()) {
-        let hit = src
-            .config
-            .exclude
-            .iter()
-            .find(|e| e.patient == r.patient && e.image.as_ref().is_none_or(|i| i == &r.image));
-        if let Some(e) = hit {
-            let what = match &e.image {
-                Some(i) => format!("patient {} image {i}", e.patient),
-                None => format!("every image of patient {}", e.patient),
-            };
-            let why = if e.why.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", e.why)
-            };
-            r.exclude(
-                Exclusion::ExcludedByList,
-                format!("{what} is in the source's exclude list{why}"),
-            );
-        }
-    }
+    records
+        .par_iter_mut()
+        .filter(|r| r.is_candidate())
+        .for_each(|r| {
+            let hit =
+                src.config.exclude.iter().find(|e| {
+                    e.patient == r.patient && e.image.as_ref().is_none_or(|i| i == &r.image)
+                });
+            if let Some(e) = hit {
+                let what = match &e.image {
+                    Some(i) => format!("patient {} image {i}", e.patient),
+                    None => format!("every image of patient {}", e.patient),
+                };
+                let why = if e.why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", e.why)
+                };
+                r.exclude(
+                    Exclusion::ExcludedByList,
+                    format!("{what} is in the source's exclude list{why}"),
+                );
+            }
+        });
 }
 
 /// Excludes the records of each source with `urls_not_in` whose URL the other source's records
@@ -131,39 +135,45 @@ pub fn apply_url_filters(sources: &[Source], records: &mut [Record]) {
 /// Excludes records whose patient id or image name cannot be written to a split file
 /// (`invalid-name`, naming file, line and field): they are never written raw.
 pub fn exclude_unwritable_names(records: &mut [Record]) {
-    for r in records.iter_mut().filter(|r| r.is_candidate()) {
-        let problem = [
-            ("patient id", &r.patient, true),
-            ("image name", &r.image, false),
-        ]
-        .into_iter()
-        .find_map(|(field, value, patient)| {
-            crate::record::unwritable(value, patient)
-                .map(|why| format!("{}:{}: {field} {value:?} {why}", r.file, r.line))
+    records
+        .par_iter_mut()
+        .filter(|r| r.is_candidate())
+        .for_each(|r| {
+            let problem = [
+                ("patient id", &r.patient, true),
+                ("image name", &r.image, false),
+            ]
+            .into_iter()
+            .find_map(|(field, value, patient)| {
+                crate::record::unwritable(value, patient)
+                    .map(|why| format!("{}:{}: {field} {value:?} {why}", r.file, r.line))
+            });
+            if let Some(detail) = problem {
+                r.exclude(Exclusion::InvalidName, detail);
+            }
         });
-        if let Some(detail) = problem {
-            r.exclude(Exclusion::InvalidName, detail);
-        }
-    }
 }
 
 /// Excludes records whose view or modality is not in the source's filters.
 pub fn apply_filters(src: &Source, records: &mut [Record]) {
-    for r in records.iter_mut().filter(|r| r.is_candidate()) {
-        if let Some(views) = &src.config.views {
-            if !views.iter().any(|v| v == &r.view) {
-                let detail = format!("view {:?} not in {:?}", r.view, views);
-                r.exclude(Exclusion::ViewFiltered, detail);
-                continue;
+    records
+        .par_iter_mut()
+        .filter(|r| r.is_candidate())
+        .for_each(|r| {
+            if let Some(views) = &src.config.views {
+                if !views.iter().any(|v| v == &r.view) {
+                    let detail = format!("view {:?} not in {:?}", r.view, views);
+                    r.exclude(Exclusion::ViewFiltered, detail);
+                    return;
+                }
             }
-        }
-        if let Some(mods) = &src.config.modalities {
-            if !mods.iter().any(|m| m == &r.modality) {
-                let detail = format!("modality {:?} not in {:?}", r.modality, mods);
-                r.exclude(Exclusion::ModalityFiltered, detail);
+            if let Some(mods) = &src.config.modalities {
+                if !mods.iter().any(|m| m == &r.modality) {
+                    let detail = format!("modality {:?} not in {:?}", r.modality, mods);
+                    r.exclude(Exclusion::ModalityFiltered, detail);
+                }
             }
-        }
-    }
+        });
 }
 
 /// A new record for `row` of `table` with the source's identity filled in.
