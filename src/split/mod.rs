@@ -171,27 +171,34 @@ pub struct Assignment {
 /// Pipeline order of the candidate records: group by group, class by class, source by source,
 /// file order inside a source.
 pub fn pipeline_order(pipeline: &Pipeline, sources: &[Source], records: &[Record]) -> Vec<usize> {
-    let mut by_source: Vec<Vec<usize>> = vec![Vec::new(); sources.len()];
+    // Each record's (source, class) bucket, found in parallel; then one pass in record order
+    // fills the buckets, which are read out group by group, class by class, source by source.
+    let classes = pipeline.classes.len();
     let index: HashMap<&str, usize> = sources
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    for (i, r) in records.iter().enumerate() {
-        if r.is_candidate() && r.label.is_some() {
-            by_source[index[r.source.as_str()]].push(i);
+    let bucket: Vec<Option<u32>> = records
+        .par_iter()
+        .map(|r| match r.label {
+            Some(class) if r.is_candidate() => {
+                Some((index[r.source.as_str()] * classes + class) as u32)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); sources.len() * classes];
+    for (i, b) in bucket.into_iter().enumerate() {
+        if let Some(b) = b {
+            buckets[b as usize].push(i);
         }
     }
-    let mut order = Vec::new();
+    let mut order = Vec::with_capacity(buckets.iter().map(Vec::len).sum());
     for group in pipeline.groups() {
-        for class in 0..pipeline.classes.len() {
+        for class in 0..classes {
             for &s in &group {
-                order.extend(
-                    by_source[s]
-                        .iter()
-                        .copied()
-                        .filter(|&i| records[i].label == Some(class)),
-                );
+                order.extend_from_slice(&buckets[s * classes + class]);
             }
         }
     }
@@ -231,14 +238,15 @@ pub fn assign(
     let per_class = pipeline.split.pins == PinScope::PerClass;
     // Patient keys are built once; every patient-level decision below compares them.
     // Indexed by record (empty for records not kept).
-    let mut keys: Vec<String> = vec![String::new(); records.len()];
-    let made: Vec<(usize, String)> = kept
-        .par_iter()
-        .map(|&i| (i, records[i].patient_key()))
-        .collect();
-    for (i, key) in made {
-        keys[i] = key;
+    let mut is_kept = vec![false; records.len()];
+    for &i in &kept {
+        is_kept[i] = true;
     }
+    let keys: Vec<String> = records
+        .par_iter()
+        .zip(is_kept)
+        .map(|(r, kept)| if kept { r.patient_key() } else { String::new() })
+        .collect();
     lap("keys");
     let pinned = |i: usize| {
         let r = &records[i];
@@ -253,7 +261,13 @@ pub fn assign(
             (Some(_), None) => false,
         }
     };
-    let mut pinned_records: HashSet<usize> = kept.iter().copied().filter(|&i| pinned(i)).collect();
+    let any_pins = pins.test_patients.iter().any(|m| !m.is_empty());
+    let mut pinned_records: HashSet<usize> = if any_pins {
+        let found: Vec<usize> = kept.par_iter().copied().filter(|&i| pinned(i)).collect();
+        found.into_iter().collect()
+    } else {
+        HashSet::default()
+    };
     // The kept records of `ids` in `source`: of `class` only when pins are per class.
     let of_patients = |source: &str, class: &str, ids: &HashSet<String>| -> Vec<usize> {
         let class = pipeline.class_index(class);
@@ -296,8 +310,12 @@ pub fn assign(
 
     let mut out = Assignment::default();
     let mut pool = Vec::new();
-    for &i in &kept {
-        if pinned_records.contains(&i) || test_keys.contains(keys[i].as_str()) {
+    let to_pool: Vec<bool> = kept
+        .par_iter()
+        .map(|&i| pinned_records.contains(&i) || test_keys.contains(keys[i].as_str()))
+        .collect();
+    for (&i, to_pool) in kept.iter().zip(to_pool) {
+        if to_pool {
             records[i].test_pool = true;
             pool.push(i);
         } else {
@@ -530,16 +548,35 @@ fn seeded_draw<'k>(
     pinned: &HashSet<&str>,
 ) -> Result<Vec<&'k str>> {
     // Each class's patients are sorted by (rank, key) below, so the map's order is irrelevant.
-    let mut stratum: HashMap<&str, usize> = HashMap::default();
-    for &i in kept {
-        let key = keys[i].as_str();
-        if pinned.contains(key) {
-            continue;
-        }
-        let label = records[i].label.expect("candidates are labelled");
-        let e = stratum.entry(key).or_insert(label);
-        *e = (*e).max(label);
-    }
+    // A patient's stratum is the highest class of its records: per-thread maps of parts of
+    // `kept`, merged (max is order-free, so the parts and their order do not matter).
+    let part = kept
+        .len()
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(4096);
+    let stratum: HashMap<&str, usize> = kept
+        .par_chunks(part)
+        .map(|chunk| {
+            let mut map: HashMap<&str, usize> = HashMap::default();
+            for &i in chunk {
+                let key = keys[i].as_str();
+                if pinned.contains(key) {
+                    continue;
+                }
+                let label = records[i].label.expect("candidates are labelled");
+                let e = map.entry(key).or_insert(label);
+                *e = (*e).max(label);
+            }
+            map
+        })
+        .reduce(HashMap::default, |a, b| {
+            let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+            for (key, label) in small {
+                let e = big.entry(key).or_insert(label);
+                *e = (*e).max(label);
+            }
+            big
+        });
     let ranked: Vec<(&str, usize, [u8; 32])> = stratum
         .into_par_iter()
         .map(|(key, class)| (key, class, draw_rank(pipeline.seed, key)))
@@ -550,7 +587,8 @@ fn seeded_draw<'k>(
     }
     let mut drawn = Vec::new();
     for (class, mut patients) in per_class.into_iter().enumerate() {
-        patients.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+        // (Keys are unique, so the order is total and an unstable sort gives the same.)
+        patients.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
         let n = match (&pipeline.split.test_count, pipeline.split.test_fraction) {
             (Some(counts), _) => counts.get(&pipeline.classes[class]).copied().unwrap_or(0),
             (None, Some(f)) => (f * patients.len() as f64).round() as usize,
@@ -693,12 +731,13 @@ fn straddling(records: &[Record], keys: &[String], a: &Assignment) -> Vec<String
         "" => std::borrow::Cow::Owned(records[i].patient_key()),
         k => std::borrow::Cow::Borrowed(k),
     };
-    let train: HashSet<_> = a.train.iter().map(|&i| key(i)).collect();
+    // The (smaller) test side is a set; the train side is looked up in it in parallel.
+    let test: HashSet<_> = a.test.iter().map(|&i| key(i)).collect();
     let mut both: Vec<String> = a
-        .test
-        .iter()
+        .train
+        .par_iter()
         .map(|&i| key(i))
-        .filter(|k| train.contains(k))
+        .filter(|k| test.contains(k))
         .map(std::borrow::Cow::into_owned)
         .collect();
     both.sort();
