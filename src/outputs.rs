@@ -15,16 +15,24 @@ use crate::split::Assignment;
 use crate::summary::{self, Summary};
 use crate::timed;
 
-/// A COVID-Net split-file line for a record (`patientid filename label`, or a 4th `source`
-/// column): the class's output label, and the record's own column count when a pinned line
-/// gave it one.
-pub fn split_line(r: &Record, pipeline: &Pipeline) -> String {
+/// Appends the COVID-Net split-file line of a record to `out` (`patientid filename label`, or
+/// a 4th `source` column): the class's output label, and the record's own column count when a
+/// pinned line gave it one.
+pub fn push_split_line(out: &mut String, r: &Record, pipeline: &Pipeline) {
     let label = pipeline.output_label(r.label.expect("split records are labelled"));
-    let image = r.split_image();
-    match r.columns.unwrap_or(pipeline.output.columns) {
-        4 => format!("{} {} {} {}\n", r.patient, image, label, r.tag),
-        _ => format!("{} {} {}\n", r.patient, image, label),
+    out.push_str(&r.patient);
+    out.push(' ');
+    match &r.split_as {
+        Some(name) => out.push_str(name),
+        None => crate::record::push_split_name(out, &r.image),
     }
+    out.push(' ');
+    out.push_str(label);
+    if r.columns.unwrap_or(pipeline.output.columns) == 4 {
+        out.push(' ');
+        out.push_str(&r.tag);
+    }
+    out.push('\n');
 }
 
 /// What [`write`] produced.
@@ -51,11 +59,17 @@ pub fn write(
     let frame = manifest::frame(records, classes)?;
     tracing::info!("manifest frame: {:.3?}", t.elapsed());
     let t = std::time::Instant::now();
-    let lines = |idx: &[usize]| -> Vec<u8> {
-        idx.iter()
-            .map(|&i| split_line(&records[i], pipeline))
-            .collect::<String>()
-            .into_bytes()
+    // A split file in parts of 16k lines, made in parallel.
+    let lines = |idx: &[usize]| -> Vec<Vec<u8>> {
+        idx.par_chunks(1 << 14)
+            .map(|part| {
+                let mut text = String::with_capacity(part.len() * 48);
+                for &i in part {
+                    push_split_line(&mut text, &records[i], pipeline);
+                }
+                text.into_bytes()
+            })
+            .collect()
     };
     // Each file is written (atomically) and hashed as soon as it is encoded, so writes overlap
     // the encoding of the rest; the file's parts are returned for a background drop. The
@@ -96,12 +110,12 @@ pub fn write(
                         [
                             (build_dir::split_rel(Split::Train), lines(&assignment.train)),
                             (build_dir::split_rel(Split::Test), lines(&assignment.test)),
-                            (build_dir::PIPELINE, pipeline_bytes.to_vec()),
+                            (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
                         ]
                     });
                     let small: Vec<Put> = small
                         .into_par_iter()
-                        .map(|(rel, bytes)| put(rel, vec![bytes]))
+                        .map(|(rel, parts)| put(rel, parts))
                         .collect();
                     let typed = timed("outputs, typed manifest", || {
                         Manifest::from_frame(&frame, build_dir::MANIFEST)

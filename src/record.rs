@@ -185,6 +185,16 @@ pub fn split_name(image: &str) -> String {
     image.replace(' ', "_")
 }
 
+/// Appends [`split_name`] of `image` to `out`.
+pub fn push_split_name(out: &mut String, image: &str) {
+    let mut pieces = image.split(' ');
+    out.push_str(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        out.push('_');
+        out.push_str(piece);
+    }
+}
+
 /// Why `value` cannot be written into a split file as the given column, if it cannot: a
 /// patient id must hold no whitespace, an image name no whitespace but spaces (which become
 /// `_`), and neither a control character.
@@ -195,4 +205,26 @@ pub fn unwritable(value: &str, patient: bool) -> Option<String> {
     Some(format!(
         "holds {bad:?}, which a space-separated split file cannot carry"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_split_names_equal_the_replaced_ones() {
+        for name in [
+            "",
+            " ",
+            "a.png",
+            "a b.png",
+            "  two  spaces ",
+            "x y z",
+            "ünï code.jpg",
+        ] {
+            let mut out = String::from("p ");
+            push_split_name(&mut out, name);
+            assert_eq!(out, format!("p {}", split_name(name)), "{name:?}");
+        }
+    }
 }
