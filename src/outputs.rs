@@ -85,42 +85,61 @@ pub fn write(
         written?;
         Ok((rel.to_string(), hash, parts))
     };
-    let ((parquet, summary), (csv, (small, typed))) = rayon::join(
+    // Five independent tasks (the Parquet encoding, one thread, is the longest): work
+    // stealing spreads the other four over the cores meanwhile.
+    let (parquet, (summary, (csv, (small, typed)))) = rayon::join(
         || {
-            let parquet = timed("outputs, parquet", || {
+            timed("outputs, parquet", || {
                 manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
             })
-            .and_then(|bytes| put(build_dir::MANIFEST, vec![bytes]));
-            let summary = timed("outputs, summary", || summary::summarize(&frame, classes))
-                .and_then(|s| {
-                    let text = summary::render(&s).into_bytes();
-                    Ok((s, put(build_dir::SUMMARY, vec![text])?))
-                });
-            (parquet, summary)
+            .and_then(|bytes| put(build_dir::MANIFEST, vec![bytes]))
         },
         || {
             rayon::join(
                 || {
-                    timed("outputs, csv", || manifest::csv_parts(&frame))
-                        .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
+                    timed("outputs, summary", || summary::summarize(&frame, classes)).and_then(
+                        |s| {
+                            let text = summary::render(&s).into_bytes();
+                            Ok((s, put(build_dir::SUMMARY, vec![text])?))
+                        },
+                    )
                 },
                 || {
-                    // The split files and the copy of the pipeline.
-                    let small = timed("outputs, split files", || {
-                        [
-                            (build_dir::split_rel(Split::Train), lines(&assignment.train)),
-                            (build_dir::split_rel(Split::Test), lines(&assignment.test)),
-                            (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
-                        ]
-                    });
-                    let small: Vec<Put> = small
-                        .into_par_iter()
-                        .map(|(rel, parts)| put(rel, parts))
-                        .collect();
-                    let typed = timed("outputs, typed manifest", || {
-                        Manifest::from_frame(&frame, build_dir::MANIFEST)
-                    });
-                    (small, typed)
+                    rayon::join(
+                        || {
+                            timed("outputs, csv", || manifest::csv_parts(&frame))
+                                .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
+                        },
+                        || {
+                            rayon::join(
+                                || {
+                                    // The split files and the copy of the pipeline.
+                                    let small = timed("outputs, split files", || {
+                                        [
+                                            (
+                                                build_dir::split_rel(Split::Train),
+                                                lines(&assignment.train),
+                                            ),
+                                            (
+                                                build_dir::split_rel(Split::Test),
+                                                lines(&assignment.test),
+                                            ),
+                                            (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
+                                        ]
+                                    });
+                                    small
+                                        .into_par_iter()
+                                        .map(|(rel, parts)| put(rel, parts))
+                                        .collect::<Vec<Put>>()
+                                },
+                                || {
+                                    timed("outputs, typed manifest", || {
+                                        Manifest::from_frame(&frame, build_dir::MANIFEST)
+                                    })
+                                },
+                            )
+                        },
+                    )
                 },
             )
         },
