@@ -199,6 +199,12 @@ pub fn push_split_name(out: &mut String, image: &str) {
 /// patient id must hold no whitespace, an image name no whitespace but spaces (which become
 /// `_`), and neither a control character.
 pub fn unwritable(value: &str, patient: bool) -> Option<String> {
+    // Printable ASCII (and, in an image name, the space) is always writable: checked a byte
+    // at a time, which vectorises, before the per-character rule.
+    let first = if patient { b'!' } else { b' ' };
+    if value.bytes().all(|b| (first..=b'~').contains(&b)) {
+        return None;
+    }
     let bad = value
         .chars()
         .find(|&c| c.is_control() || (c.is_whitespace() && (patient || c != ' ')))?;
@@ -210,6 +216,27 @@ pub fn unwritable(value: &str, patient: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unwritable_names_are_found_past_the_ascii_shortcut() {
+        for (value, patient, bad) in [
+            ("p1", true, None),
+            ("p 1", true, Some(' ')),
+            ("a b.png", false, None),
+            ("a\tb.png", false, Some('\t')),
+            ("a\u{85}b", false, Some('\u{85}')),
+            ("a\u{3000}b", false, Some('\u{3000}')),
+            ("ünï-code", true, None),
+            ("x\u{7f}", true, Some('\u{7f}')),
+            ("", true, None),
+        ] {
+            let got = unwritable(value, patient);
+            assert_eq!(got.is_some(), bad.is_some(), "{value:?}: {got:?}");
+            if let (Some(msg), Some(c)) = (got, bad) {
+                assert!(msg.contains(&format!("{c:?}")), "{msg}");
+            }
+        }
+    }
 
     #[test]
     fn appended_split_names_equal_the_replaced_ones() {
