@@ -306,7 +306,9 @@ impl BuildDir {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let shard =
                     d.starts_with(&format!("{SHARDS}/")) && shard_output_number(&name).is_some();
-                if (shard || is_temp_of_ours(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
+                let ours = shard
+                    || (is_temp_of_ours(&name) && !crate::fsutil::being_deleted(&dir.join(&name)));
+                if ours && e.file_type().is_ok_and(|t| t.is_file()) {
                     found.push(if d.is_empty() {
                         name
                     } else {
@@ -327,8 +329,12 @@ impl BuildDir {
         for rel in self.existing_outputs()? {
             if !keep(&rel) {
                 let p = self.root.join(&rel);
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-                removed.push(rel);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => removed.push(rel),
+                    // Gone since it was listed: nothing left to remove.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+                }
             }
         }
         for split in [Split::Train, Split::Test] {
@@ -421,6 +427,22 @@ mod tests {
         ] {
             assert!(dir.path().join(left).exists(), "{left} was removed");
         }
+    }
+
+    #[test]
+    fn a_replaced_file_being_deleted_is_left_to_its_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BuildDir::new(dir.path());
+        let big = vec![1u8; 2 << 20];
+        for _ in 0..2 {
+            crate::fsutil::write_atomic(&b.path(MANIFEST_CSV), &big).unwrap();
+        }
+        // The first copy may still be on its way out: the clean-up neither fails on it nor
+        // reports it as an earlier build's.
+        let removed = b.remove_outputs_except(|r| r == MANIFEST_CSV).unwrap();
+        assert!(removed.is_empty(), "{removed:?}");
+        crate::fsutil::finish_deletions();
+        assert_eq!(b.existing_outputs().unwrap(), [MANIFEST_CSV]);
     }
 
     #[test]

@@ -370,9 +370,19 @@ pub fn write_atomic_parts(path: &Path, parts: &[impl AsRef<[u8]>]) -> Result<()>
 /// background (see [`replace`]).
 const ASIDE_MIN: u64 = 1 << 20;
 
-/// Deletions of replaced files still running (see [`finish_deletions`]).
-static DELETIONS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+/// Replaced files moved aside and the threads deleting them (see [`finish_deletions`]).
+static DELETIONS: std::sync::Mutex<Vec<(PathBuf, std::thread::JoinHandle<()>)>> =
     std::sync::Mutex::new(Vec::new());
+
+/// Whether `path` is a replaced file this process moved aside and is deleting (a build's
+/// clean-up leaves it to that deletion).
+pub fn being_deleted(path: &Path) -> bool {
+    DELETIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(p, _)| p == path)
+}
 
 /// Renames the written temporary `tmp` to `path`. A large file already at `path` is first
 /// renamed aside (to `tmp`'s name with `-old`, which a later build cleans up like any
@@ -397,6 +407,8 @@ fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
         let _ = std::fs::rename(&old, path);
         return Err(e);
     }
+    // Registered before the thread starts, so no listing sees the file unclaimed.
+    let mut deletions = DELETIONS.lock().unwrap_or_else(|e| e.into_inner());
     let aside = old.clone();
     let spawned = std::thread::Builder::new()
         .name("covidx-delete".into())
@@ -404,10 +416,7 @@ fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&aside);
         });
     match spawned {
-        Ok(handle) => DELETIONS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle),
+        Ok(handle) => deletions.push((old, handle)),
         Err(_) => {
             let _ = std::fs::remove_file(&old);
         }
@@ -419,7 +428,7 @@ fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
 /// command calls this before it exits, so no moved-aside file outlives it).
 pub fn finish_deletions() {
     let pending = std::mem::take(&mut *DELETIONS.lock().unwrap_or_else(|e| e.into_inner()));
-    for handle in pending {
+    for (_, handle) in pending {
         let _ = handle.join();
     }
 }
