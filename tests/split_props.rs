@@ -128,3 +128,58 @@ proptest! {
         prop_assert_eq!(aa.train.len() + aa.test.len(), ab.train.len() + ab.test.len());
     }
 }
+
+/// A large seeded split (many patients with several records of mixed classes, pins, missing
+/// images) planned on 1 and on 4 threads: the same records, decisions and splits, since every
+/// parallel step of the split is a pure function of its input.
+#[test]
+fn a_large_split_is_the_same_on_any_number_of_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tmp.path().join("g");
+    std::fs::create_dir_all(g.join("images")).unwrap();
+    let mut csv = String::from("pid,img,finding\n");
+    let mut seed = 11u64;
+    for i in 0..12_000usize {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = (seed >> 33) as usize;
+        // 3,000 patients of 4 records each, spread over the file (3, 17 and 200 pinned); one
+        // image in 97 missing.
+        let patient = i % 3_000;
+        csv.push_str(&format!(
+            "{patient},i{i}.png,{}\n",
+            FINDINGS[r % FINDINGS.len()]
+        ));
+        if !r.is_multiple_of(97) {
+            std::fs::write(g.join(format!("images/i{i}.png")), b"").unwrap();
+        }
+    }
+    std::fs::write(g.join("m.csv"), csv).unwrap();
+    let p = Pipeline::parse(&pipeline(true, 0.2, &[3, 17, 200])).unwrap();
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| plan(&p, tmp.path(), ImageCheck::Exists).unwrap())
+    };
+    let (one, a1, _) = on(1);
+    let (four, a4, _) = on(4);
+    assert!(
+        a1.train.len() > 5_000 && a1.test.len() > 1_000,
+        "{} {}",
+        a1.train.len(),
+        a1.test.len()
+    );
+    let pinned = one
+        .iter()
+        .filter(|r| r.patient == "17" && r.test_pool)
+        .count();
+    assert!(
+        pinned > 0,
+        "the pinned patient's pneumonia records are in the test pool"
+    );
+    assert_eq!(one, four);
+    assert_eq!((a1.train, a1.test), (a4.train, a4.test));
+}
