@@ -407,8 +407,10 @@ fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
         let _ = std::fs::rename(&old, path);
         return Err(e);
     }
-    // Registered before the thread starts, so no listing sees the file unclaimed.
+    // Registered before the thread starts, so no listing sees the file unclaimed; finished
+    // deletions are dropped from the list here (a library caller may never wait for them).
     let mut deletions = DELETIONS.lock().unwrap_or_else(|e| e.into_inner());
+    deletions.retain(|(_, h)| !h.is_finished());
     let aside = old.clone();
     let spawned = std::thread::Builder::new()
         .name("covidx-delete".into())

@@ -85,65 +85,46 @@ pub fn write(
         written?;
         Ok((rel.to_string(), hash, parts))
     };
-    // Five independent tasks (the Parquet encoding, one thread, is the longest): work
-    // stealing spreads the other four over the cores meanwhile.
-    let (parquet, (summary, (csv, (small, typed)))) = rayon::join(
-        || {
-            timed("outputs, parquet", || {
-                manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
-            })
-            .and_then(|bytes| put(build_dir::MANIFEST, vec![bytes]))
-        },
-        || {
-            rayon::join(
-                || {
-                    timed("outputs, summary", || summary::summarize(&frame, classes)).and_then(
-                        |s| {
-                            let text = summary::render(&s).into_bytes();
-                            Ok((s, put(build_dir::SUMMARY, vec![text])?))
-                        },
-                    )
-                },
-                || {
-                    rayon::join(
-                        || {
-                            timed("outputs, csv", || manifest::csv_parts(&frame))
-                                .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
-                        },
-                        || {
-                            rayon::join(
-                                || {
-                                    // The split files and the copy of the pipeline.
-                                    let small = timed("outputs, split files", || {
-                                        [
-                                            (
-                                                build_dir::split_rel(Split::Train),
-                                                lines(&assignment.train),
-                                            ),
-                                            (
-                                                build_dir::split_rel(Split::Test),
-                                                lines(&assignment.test),
-                                            ),
-                                            (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
-                                        ]
-                                    });
-                                    small
-                                        .into_par_iter()
-                                        .map(|(rel, parts)| put(rel, parts))
-                                        .collect::<Vec<Put>>()
-                                },
-                                || {
-                                    timed("outputs, typed manifest", || {
-                                        Manifest::from_frame(&frame, build_dir::MANIFEST)
-                                    })
-                                },
-                            )
-                        },
-                    )
-                },
-            )
-        },
-    );
+    let parquet = || {
+        timed("outputs, parquet", || {
+            manifest::parquet_bytes(&frame, manifest::FORMAT, manifest::VERSION)
+        })
+        .and_then(|bytes| put(build_dir::MANIFEST, vec![bytes]))
+    };
+    let summary = || {
+        timed("outputs, summary", || summary::summarize(&frame, classes)).and_then(|s| {
+            let text = summary::render(&s).into_bytes();
+            Ok((s, put(build_dir::SUMMARY, vec![text])?))
+        })
+    };
+    let csv = || {
+        timed("outputs, csv", || manifest::csv_parts(&frame))
+            .and_then(|parts| put(build_dir::MANIFEST_CSV, parts))
+    };
+    // The split files and the copy of the pipeline.
+    let small = || {
+        let files = timed("outputs, split files", || {
+            [
+                (build_dir::split_rel(Split::Train), lines(&assignment.train)),
+                (build_dir::split_rel(Split::Test), lines(&assignment.test)),
+                (build_dir::PIPELINE, vec![pipeline_bytes.to_vec()]),
+            ]
+        });
+        files
+            .into_par_iter()
+            .map(|(rel, parts)| put(rel, parts))
+            .collect::<Vec<Put>>()
+    };
+    let typed = || {
+        timed("outputs, typed manifest", || {
+            Manifest::from_frame(&frame, build_dir::MANIFEST)
+        })
+    };
+    // Five independent tasks joined as equals (the Parquet encoding, on one thread, is the
+    // longest): work stealing spreads the other four over the cores meanwhile.
+    let (parquet, (summary, (csv, (small, typed)))) = rayon::join(parquet, || {
+        rayon::join(summary, || rayon::join(csv, || rayon::join(small, typed)))
+    });
     let (summary, summary_file) = summary?;
     let mut outputs = BTreeMap::new();
     let mut encoded = Vec::new();
