@@ -22,10 +22,7 @@ pub fn push_split_line(out: &mut String, r: &Record, pipeline: &Pipeline) {
     let label = pipeline.output_label(r.label.expect("split records are labelled"));
     out.push_str(&r.patient);
     out.push(' ');
-    match &r.split_as {
-        Some(name) => out.push_str(name),
-        None => crate::record::push_split_name(out, &r.image),
-    }
+    r.push_split_image(out);
     out.push(' ');
     out.push_str(label);
     if r.columns.unwrap_or(pipeline.output.columns) == 4 {

@@ -167,9 +167,17 @@ impl Record {
     /// The image name as written to split files (the source's `space_as` rule, else
     /// [`split_name`]).
     pub fn split_image(&self) -> String {
-        self.split_as
-            .clone()
-            .unwrap_or_else(|| split_name(&self.image))
+        let mut name = String::new();
+        self.push_split_image(&mut name);
+        name
+    }
+
+    /// Appends [`Record::split_image`] to `out`.
+    pub fn push_split_image(&self, out: &mut String) {
+        match &self.split_as {
+            Some(name) => out.push_str(name),
+            None => push_split_name(out, &self.image),
+        }
     }
 
     /// "file:line" for messages.
@@ -182,11 +190,13 @@ impl Record {
 /// space-separated (names with other whitespace or control characters never reach a split:
 /// they are excluded as [`Exclusion::InvalidName`]).
 pub fn split_name(image: &str) -> String {
-    image.replace(' ', "_")
+    let mut name = String::with_capacity(image.len());
+    push_split_name(&mut name, image);
+    name
 }
 
-/// Appends [`split_name`] of `image` to `out`.
-pub fn push_split_name(out: &mut String, image: &str) {
+/// Appends [`split_name`] of `image` to `out` (one rule for both).
+fn push_split_name(out: &mut String, image: &str) {
     let mut pieces = image.split(' ');
     out.push_str(pieces.next().unwrap_or_default());
     for piece in pieces {
@@ -251,7 +261,8 @@ mod tests {
         ] {
             let mut out = String::from("p ");
             push_split_name(&mut out, name);
-            assert_eq!(out, format!("p {}", split_name(name)), "{name:?}");
+            assert_eq!(out, format!("p {}", name.replace(' ', "_")), "{name:?}");
+            assert_eq!(split_name(name), name.replace(' ', "_"));
         }
     }
 }

@@ -299,6 +299,8 @@ fn parse_piece(
     if u32::try_from(2 * (end - start) + 2).is_err() {
         bail!("{file}: a piece of over 2 GiB between two record boundaries");
     }
+    // A blank line (one field of whitespace, as `str::trim` sees it) is no row.
+    let blank = |f: &[u8]| std::str::from_utf8(f).is_ok_and(|f| f.trim().is_empty());
     let mut fields = ByteRecord::new();
     let mut lines = LineCounter {
         text: bytes,
@@ -310,8 +312,6 @@ fn parse_piece(
             Ok(true) => {
                 let byte = fields.position().map(|p| p.byte()).unwrap_or(0) as usize;
                 let line = lines.line_of(start + byte);
-                // A blank line (one field of whitespace, as `str::trim` sees it) is no row.
-                let blank = |f: &[u8]| std::str::from_utf8(f).is_ok_and(|f| f.trim().is_empty());
                 if fields.len() == 1 && fields.get(0).is_some_and(blank) {
                     continue;
                 }
