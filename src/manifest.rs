@@ -1,12 +1,12 @@
 //! The manifest (`manifest.parquet`, `manifest.csv`): one row per candidate record with every
-//! decision, written from [`Record`]s and read back into typed [`ManifestRow`]s.
+//! decision, written from [`Record`]s and read back into a typed [`Manifest`] (its columns,
+//! read through [`Row`] views).
 //!
 //! Column names, types and order are [`COLUMNS`]; the Parquet file carries
 //! `covidx.format = covidx-manifest` and `covidx.version` in its key-value metadata. A reader
 //! accepts any file of the same major version: it needs every column of [`COLUMNS`] with its
 //! type, and ignores columns it does not know (a later minor version may add some).
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +15,7 @@ use polars::prelude::{
     Column, CsvWriter, DataFrame, DataType, KeyValueMetadata, ParquetCompression, ParquetReader,
     ParquetWriter, SerReader, SerWriter, StringChunked,
 };
+use polars_arrow::array::Utf8ViewArray;
 use rayon::prelude::*;
 
 use crate::record::{Record, Split};
@@ -309,8 +310,8 @@ pub fn read_table(path: &Path, format: &str, version: &str) -> Result<DataFrame>
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// One manifest row, typed. Text fields are [`CompactString`]s (`&str` through `Deref`): up to
-/// 24 bytes inline, so most fields of a large manifest need no heap allocation.
+/// One manifest row as owned values (what [`Manifest::from_rows`] takes and [`Row::owned`]
+/// gives). Text fields are [`CompactString`]s (`&str` through `Deref`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestRow {
     /// Row number (the `record` of shards and the augmentation table).
@@ -355,11 +356,39 @@ pub struct ManifestRow {
     pub image_error: Option<CompactString>,
 }
 
-/// A manifest read back from `manifest.parquet`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The text columns of a manifest, in the order [`Manifest`] keeps them (the first
+/// [`REQUIRED_TEXT`] never null).
+const TEXT: [&str; 16] = [
+    "source",
+    "tag",
+    "file",
+    "patient",
+    "patient_key",
+    "image",
+    "path",
+    "finding",
+    "finding_parsed",
+    "view",
+    "modality",
+    "detail",
+    "label",
+    "exclusion",
+    "sha256",
+    "image_error",
+];
+/// How many of [`TEXT`] are never null.
+const REQUIRED_TEXT: usize = 12;
+
+/// A manifest, held as its columns: the text columns are the Arrow arrays of the frame it
+/// was read from (shared, never copied per row), so reading a manifest of any size costs one
+/// pass of checks. Rows are [`Row`] views.
+#[derive(Clone)]
 pub struct Manifest {
-    /// Rows in record order (`rows[i].record == i`).
-    pub rows: Vec<ManifestRow>,
+    line: Vec<u64>,
+    test_pool: Vec<bool>,
+    split: Vec<Option<Split>>,
+    /// One single-chunk array per name of [`TEXT`].
+    text: Vec<Utf8ViewArray>,
 }
 
 impl Manifest {
@@ -370,9 +399,8 @@ impl Manifest {
         Manifest::from_frame(&df, &path.display().to_string())
     }
 
-    /// Typed rows of a manifest frame (`file` names it in errors). The checks run first, in
-    /// row order (the first fault is the error); the rows are then filled in parallel, in
-    /// chunks, from borrowed column slices.
+    /// The manifest of a frame (`file` names it in errors). The checks run in row order (the
+    /// first fault is the error); the text columns are shared with the frame, not copied.
     pub fn from_frame(df: &DataFrame, file: &str) -> Result<Manifest> {
         let f = Columns::new(df, file);
         let record = f.u64s("record")?;
@@ -390,93 +418,233 @@ impl Manifest {
             .enumerate()
             .map(|(i, v)| split_value(v, file, i))
             .collect::<Result<Vec<_>>>()?;
-        // The string columns, in the order the fields below take them.
-        let strs = [
-            "source",
-            "tag",
-            "file",
-            "patient",
-            "patient_key",
-            "image",
-            "path",
-            "finding",
-            "finding_parsed",
-            "view",
-            "modality",
-            "detail",
-        ]
-        .iter()
-        .map(|name| f.str_chunked(name, ColumnType::Str))
-        .collect::<Result<Vec<_>>>()?;
-        let opts = ["label", "exclusion", "sha256", "image_error"]
+        let text = TEXT
             .iter()
-            .map(|name| f.str_chunked(name, ColumnType::OptStr))
-            .collect::<Result<Vec<_>>>()?;
-        // One chunk per column, so any row is one indexed read; the rows are collected in
-        // parallel straight into the final vector (never filled first and then overwritten).
-        let (strs, opts) = (flat(strs), flat(opts));
-        if df.height() == 0 {
-            return Ok(Manifest { rows: Vec::new() });
-        }
-        let strs: Vec<_> = strs.iter().map(|c| c.downcast_as_array()).collect();
-        let opts: Vec<_> = opts.iter().map(|c| c.downcast_as_array()).collect();
-        let rows = (0..df.height())
-            .into_par_iter()
-            .with_min_len(1 << 12)
-            .map(|i| {
-                let mut s = strs
-                    .iter()
-                    .map(|c| CompactString::from(c.get(i).unwrap_or_default()));
-                let mut o = opts.iter().map(|c| c.get(i).map(CompactString::from));
-                let mut s = move || s.next().unwrap_or_default();
-                let mut o = move || o.next().flatten();
-                // Struct fields are evaluated in the order written: the lists' order.
-                ManifestRow {
-                    record: record[i],
-                    source: s(),
-                    tag: s(),
-                    file: s(),
-                    line: line[i],
-                    patient: s(),
-                    patient_key: s(),
-                    image: s(),
-                    path: s(),
-                    finding: s(),
-                    finding_parsed: s(),
-                    view: s(),
-                    modality: s(),
-                    label: o(),
-                    split: split[i],
-                    test_pool: test_pool[i],
-                    exclusion: o(),
-                    detail: s(),
-                    sha256: o(),
-                    image_error: o(),
-                }
+            .enumerate()
+            .map(|(k, name)| {
+                let want = if k < REQUIRED_TEXT {
+                    ColumnType::Str
+                } else {
+                    ColumnType::OptStr
+                };
+                let c = f.str_chunked(name, want)?.rechunk();
+                let a = c.downcast_iter().next().cloned();
+                Ok(a.unwrap_or_else(|| Utf8ViewArray::from_slice_values::<&str, [&str; 0]>([])))
             })
-            .collect();
-        Ok(Manifest { rows })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Manifest {
+            line,
+            test_pool,
+            split,
+            text,
+        })
+    }
+
+    /// The manifest of `rows`, numbered in order (their `record` fields are not read).
+    pub fn from_rows(rows: &[ManifestRow]) -> Manifest {
+        let required = |get: fn(&ManifestRow) -> &str| {
+            Utf8ViewArray::from_slice_values(rows.iter().map(get).collect::<Vec<_>>())
+        };
+        let optional = |get: fn(&ManifestRow) -> Option<&str>| {
+            Utf8ViewArray::from_slice(rows.iter().map(get).collect::<Vec<_>>())
+        };
+        Manifest {
+            line: rows.iter().map(|r| r.line).collect(),
+            test_pool: rows.iter().map(|r| r.test_pool).collect(),
+            split: rows.iter().map(|r| r.split).collect(),
+            text: vec![
+                required(|r| &r.source),
+                required(|r| &r.tag),
+                required(|r| &r.file),
+                required(|r| &r.patient),
+                required(|r| &r.patient_key),
+                required(|r| &r.image),
+                required(|r| &r.path),
+                required(|r| &r.finding),
+                required(|r| &r.finding_parsed),
+                required(|r| &r.view),
+                required(|r| &r.modality),
+                required(|r| &r.detail),
+                optional(|r| r.label.as_deref()),
+                optional(|r| r.exclusion.as_deref()),
+                optional(|r| r.sha256.as_deref()),
+                optional(|r| r.image_error.as_deref()),
+            ],
+        }
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.line.len()
     }
 
     /// True when the manifest has no row.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.line.is_empty()
     }
 
     /// The row of manifest record `record` (as shards and the augmentation table name it).
-    pub fn get(&self, record: u64) -> Option<&ManifestRow> {
-        usize::try_from(record).ok().and_then(|i| self.rows.get(i))
+    pub fn get(&self, record: u64) -> Option<Row<'_>> {
+        let i = usize::try_from(record).ok().filter(|&i| i < self.len())?;
+        Some(Row { m: self, i })
+    }
+
+    /// The row at `i`; panics past the end.
+    pub fn row(&self, i: usize) -> Row<'_> {
+        assert!(i < self.len(), "row {i} of a {}-row manifest", self.len());
+        Row { m: self, i }
+    }
+
+    /// Every row, in record order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = Row<'_>> + DoubleEndedIterator + Clone {
+        (0..self.len()).map(move |i| Row { m: self, i })
+    }
+
+    /// Every row, in record order, as a parallel iterator.
+    pub fn par_rows(&self) -> impl IndexedParallelIterator<Item = Row<'_>> {
+        (0..self.len())
+            .into_par_iter()
+            .map(move |i| Row { m: self, i })
     }
 }
 
-/// String columns of one chunk each (a borrow when they already are).
-fn flat<'a>(cols: Vec<&'a StringChunked>) -> Vec<Cow<'a, StringChunked>> {
-    cols.into_iter().map(|c| c.rechunk()).collect()
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Manifest) -> bool {
+        self.line == other.line
+            && self.test_pool == other.test_pool
+            && self.split == other.split
+            && self
+                .text
+                .iter()
+                .zip(&other.text)
+                .all(|(a, b)| a.iter().eq(b.iter()))
+    }
+}
+
+impl Eq for Manifest {}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.rows()).finish()
+    }
+}
+
+/// One row of a [`Manifest`]: a view whose accessors read the columns (copied freely).
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    m: &'a Manifest,
+    i: usize,
+}
+
+macro_rules! text_fields {
+    ($($(#[$doc:meta])* $name:ident = $k:expr;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(self) -> &'a str {
+            // SAFETY: `i < len` (rows are only made in range) and every column has `len` values.
+            unsafe { self.m.text[$k].value_unchecked(self.i) }
+        }
+    )*};
+}
+
+macro_rules! opt_text_fields {
+    ($($(#[$doc:meta])* $name:ident = $k:expr;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(self) -> Option<&'a str> {
+            self.m.text[$k].get(self.i)
+        }
+    )*};
+}
+
+impl<'a> Row<'a> {
+    /// Row number (the `record` of shards and the augmentation table).
+    pub fn record(self) -> u64 {
+        self.i as u64
+    }
+    /// 1-based line in the row's metadata file.
+    pub fn line(self) -> u64 {
+        self.m.line[self.i]
+    }
+    /// Split, when in one.
+    pub fn split(self) -> Option<Split> {
+        self.m.split[self.i]
+    }
+    /// In the test pool.
+    pub fn test_pool(self) -> bool {
+        self.m.test_pool[self.i]
+    }
+    text_fields! {
+        /// Pipeline name of the source.
+        source = 0;
+        /// Source tag of 4-column split files.
+        tag = 1;
+        /// Metadata file of the row, relative to `--sources`.
+        file = 2;
+        /// Upstream patient id.
+        patient = 3;
+        /// Patient key used for every patient-level decision (`source:subject`).
+        patient_key = 4;
+        /// Image name as upstream gives it.
+        image = 5;
+        /// Image path relative to `--sources` (empty when the row names none).
+        path = 6;
+        /// Raw finding.
+        finding = 7;
+        /// Finding after the parse rule.
+        finding_parsed = 8;
+        /// View.
+        view = 9;
+        /// Modality.
+        modality = 10;
+        /// Detail of the exclusion or a note.
+        detail = 11;
+    }
+    opt_text_fields! {
+        /// Class name, when labelled.
+        label = 12;
+        /// Exclusion code, when excluded.
+        exclusion = 13;
+        /// SHA-256 of the image file, when it was read.
+        sha256 = 14;
+        /// Why the image stage quarantined the image.
+        image_error = 15;
+    }
+
+    /// The image name as split files write it (see [`Record::split_image`]).
+    pub fn split_image(self) -> String {
+        crate::record::split_name(self.image())
+    }
+
+    /// The row as owned values.
+    pub fn owned(self) -> ManifestRow {
+        ManifestRow {
+            record: self.record(),
+            source: self.source().into(),
+            tag: self.tag().into(),
+            file: self.file().into(),
+            line: self.line(),
+            patient: self.patient().into(),
+            patient_key: self.patient_key().into(),
+            image: self.image().into(),
+            path: self.path().into(),
+            finding: self.finding().into(),
+            finding_parsed: self.finding_parsed().into(),
+            view: self.view().into(),
+            modality: self.modality().into(),
+            label: self.label().map(Into::into),
+            split: self.split(),
+            test_pool: self.test_pool(),
+            exclusion: self.exclusion().map(Into::into),
+            detail: self.detail().into(),
+            sha256: self.sha256().map(Into::into),
+            image_error: self.image_error().map(Into::into),
+        }
+    }
+}
+
+impl std::fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.owned().fmt(f)
+    }
 }
 
 /// A split column value.
@@ -597,13 +765,6 @@ impl<'a> Columns<'a> {
     }
 }
 
-impl ManifestRow {
-    /// The image name as split files write it (see [`Record::split_image`]).
-    pub fn split_image(&self) -> String {
-        crate::record::split_name(&self.image)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,11 +799,11 @@ mod tests {
                 > 1
         );
         assert_eq!(Manifest::from_frame(&chunked, "m").unwrap(), whole);
-        for (row, r) in whole.rows.iter().zip(&records) {
-            assert_eq!(row.path, r.path);
-            assert_eq!(row.patient_key, r.patient_key());
-            assert_eq!(row.label.as_deref(), r.label.map(|l| classes[l].as_str()));
-            assert_eq!(row.sha256.as_deref(), r.sha256.as_deref());
+        for (row, r) in whole.rows().zip(&records) {
+            assert_eq!(row.path(), r.path);
+            assert_eq!(row.patient_key(), r.patient_key());
+            assert_eq!(row.label(), r.label.map(|l| classes[l].as_str()));
+            assert_eq!(row.sha256(), r.sha256.as_deref());
         }
         let empty = frame(&[], &classes).unwrap();
         assert!(Manifest::from_frame(&empty, "m").unwrap().is_empty());
@@ -745,14 +906,19 @@ mod tests {
         std::fs::write(&p, parquet_bytes(&df, FORMAT, VERSION).unwrap()).unwrap();
         let m = Manifest::read(&p).unwrap();
         assert_eq!(m.len(), 2);
-        let r = &m.rows[0];
-        assert_eq!(r.label.as_deref(), Some("COVID-19"));
-        assert_eq!(r.split, Some(Split::Test));
-        assert_eq!(r.patient_key, "c:7");
+        let r = m.row(0);
+        assert_eq!(r.label(), Some("COVID-19"));
+        assert_eq!(r.split(), Some(Split::Test));
+        assert_eq!(r.patient_key(), "c:7");
         assert_eq!(r.split_image(), "a_b.png");
-        assert_eq!(r.image_error.as_deref(), Some("corrupt: x"));
-        assert_eq!(m.rows[1].exclusion.as_deref(), Some("unlabelled"));
-        assert_eq!(m.rows[1].split, None);
+        assert_eq!(r.image_error(), Some("corrupt: x"));
+        assert_eq!(m.row(1).exclusion(), Some("unlabelled"));
+        assert_eq!(m.row(1).split(), None);
+        assert_eq!(m.get(2).map(Row::record), None);
+        // The owned rows give the same manifest back.
+        let owned: Vec<ManifestRow> = m.rows().map(Row::owned).collect();
+        assert_eq!(owned[1].line, 3);
+        assert_eq!(Manifest::from_rows(&owned), m);
     }
 
     #[test]

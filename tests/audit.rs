@@ -100,19 +100,19 @@ fn planted_problems_are_each_found() {
 
     // A patient in both splits (a tampered manifest): an error, and --fail-on overlap fails.
     let dir = BuildDir::new(&opts.out);
-    let mut m = covidx::manifest::Manifest::read(&dir.manifest()).unwrap();
-    let train = m
-        .rows
+    let m = covidx::manifest::Manifest::read(&dir.manifest()).unwrap();
+    let mut rows: Vec<covidx::manifest::ManifestRow> =
+        m.rows().map(covidx::manifest::Row::owned).collect();
+    let train = rows
         .iter()
         .position(|r| r.split == Some(covidx::record::Split::Train))
         .unwrap();
-    let test = m
-        .rows
+    let test = rows
         .iter()
         .position(|r| r.split == Some(covidx::record::Split::Test))
         .unwrap();
-    m.rows[test].patient_key = m.rows[train].patient_key.clone();
-    write_manifest(&dir, &m);
+    rows[test].patient_key = rows[train].patient_key.clone();
+    write_manifest(&dir, &rows);
     let out = cli(&[
         "-q",
         "audit",
@@ -144,12 +144,11 @@ fn planted_problems_are_each_found() {
 }
 
 /// Rewrites a build's manifest from typed rows (for tampering tests).
-fn write_manifest(dir: &BuildDir, m: &covidx::manifest::Manifest) {
+fn write_manifest(dir: &BuildDir, rows: &[covidx::manifest::ManifestRow]) {
     use covidx::record::Record;
     // Rebuild records carrying exactly the fields the audit reads.
     let classes = ["normal".to_string(), "covid".to_string()];
-    let records: Vec<Record> = m
-        .rows
+    let records: Vec<Record> = rows
         .iter()
         .map(|r| {
             let (source, subject) = r.patient_key.split_once(':').unwrap();

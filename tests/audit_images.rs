@@ -176,7 +176,8 @@ fn tree(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 /// The manifest row of image `file`.
 fn record(out: &Path, file: &str) -> u64 {
     let m = covidx::manifest::Manifest::read(&BuildDir::new(out).manifest()).unwrap();
-    m.rows.iter().find(|r| r.image == file).unwrap().record
+    let record = m.rows().find(|r| r.image() == file).unwrap().record();
+    record
 }
 
 #[test]

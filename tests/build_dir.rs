@@ -236,7 +236,7 @@ fn export_writes_split_file_names_and_refuses_collisions() {
             let i = (0..data.len())
                 .find(|&i| {
                     let s = data.sample(i).unwrap();
-                    s.copy == 0 && manifest.rows[s.record as usize].split_image() == name
+                    s.copy == 0 && manifest.row(s.record as usize).split_image() == name
                 })
                 .unwrap();
             assert_eq!(

@@ -138,15 +138,12 @@ fn demo_build_handles_every_quirk() {
     // The manifest has one row per candidate record and reads back.
     let m = covidx::manifest::Manifest::read(&BuildDir::new(&out).manifest()).unwrap();
     assert_eq!(m.len(), o.records.len());
-    for (row, r) in m.rows.iter().zip(&o.records) {
+    for (row, r) in m.rows().zip(&o.records) {
         assert_eq!(
-            (row.path.as_str(), row.patient.as_str(), row.split),
+            (row.path(), row.patient(), row.split()),
             (r.path.as_str(), r.patient.as_str(), r.split)
         );
-        assert_eq!(
-            row.label.as_deref(),
-            r.label.map(|l| o.pipeline.classes[l].as_str())
-        );
+        assert_eq!(row.label(), r.label.map(|l| o.pipeline.classes[l].as_str()));
     }
     let csv = std::fs::read_to_string(BuildDir::new(&out).manifest_csv()).unwrap();
     assert!(csv.starts_with("record,source,tag,file,line,patient,patient_key,image,path,finding"));

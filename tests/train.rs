@@ -348,7 +348,7 @@ fn training_learns_separable_classes_and_writes_its_run() {
     let test = covidx::shards::Dataset::open(&dir, Split::Test).unwrap();
     let s = test.sample(0).unwrap();
     let row = manifest.get(s.record).unwrap();
-    let file = tmp.path().join("sources").join(&row.path);
+    let file = tmp.path().join("sources").join(row.path());
     let p = infer::predict(&ckpt, std::slice::from_ref(&file), 64, 0.08).unwrap();
     let x = Tensor::from_slice(s.image).view([1, 1, 64, 64]);
     let want = tch::no_grad(|| ckpt.model.forward(&ckpt.model.prepare(&x), false))

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{Finding, Severity};
-use crate::manifest::ManifestRow;
+use crate::manifest::{Manifest, Row};
 
 /// A class x category contingency table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,12 +88,12 @@ pub fn cramers_v(counts: &[Vec<u64>]) -> f64 {
 pub const BLANK: &str = "(blank)";
 
 fn table<'r>(
-    rows: &[&'r ManifestRow],
+    rows: &[Row<'r>],
     classes: &[String],
     by: &str,
-    field: fn(&ManifestRow) -> &str,
+    field: fn(Row<'r>) -> &'r str,
 ) -> Table {
-    let key = |r: &'r ManifestRow| -> &'r str {
+    let key = |r: Row<'r>| -> &'r str {
         let k = field(r);
         if k.is_empty() {
             BLANK
@@ -108,11 +108,11 @@ fn table<'r>(
         .enumerate()
         .map(|(i, c)| (c.as_str(), i))
         .collect();
-    for r in rows {
+    for &r in rows {
         let column = tally
             .entry(key(r))
             .or_insert_with(|| vec![0; classes.len()]);
-        if let Some(&c) = r.label.as_deref().and_then(|l| class_of.get(l)) {
+        if let Some(&c) = r.label().and_then(|l| class_of.get(l)) {
             column[c] += 1;
         }
     }
@@ -131,10 +131,10 @@ fn table<'r>(
 }
 
 /// Computes the confounding audit over the records in a split.
-pub fn audit(rows: &[ManifestRow], classes: &[String]) -> ConfoundingAudit {
-    let in_split: Vec<&ManifestRow> = rows.iter().filter(|r| r.split.is_some()).collect();
-    let by_source = table(&in_split, classes, "source", |r| &r.source);
-    let by_view = table(&in_split, classes, "view", |r| &r.view);
+pub fn audit(m: &Manifest, classes: &[String]) -> ConfoundingAudit {
+    let in_split: Vec<Row<'_>> = m.rows().filter(|r| r.split().is_some()).collect();
+    let by_source = table(&in_split, classes, "source", |r| r.source());
+    let by_view = table(&in_split, classes, "view", |r| r.view());
     let n: u64 = by_source.counts.iter().flatten().sum();
     // The source-alone rule: each source predicts its most common class (ties: class order).
     let predicted: Vec<usize> = (0..by_source.columns.len())

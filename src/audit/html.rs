@@ -59,9 +59,9 @@ impl Thumbs<'_> {
     fn of(&self, record: u64) -> Option<String> {
         let r = self.build.manifest.get(record)?;
         let decoded = self.roots.as_ref().and_then(|roots| {
-            let (root, rel) = roots.of_path(&r.source, &r.path)?;
+            let (root, rel) = roots.of_path(r.source(), r.path())?;
             let bytes = root.read(rel).ok()?;
-            crate::imaging::decode::decode_bytes(&bytes, Path::new(&r.path)).ok()
+            crate::imaging::decode::decode_bytes(&bytes, Path::new(r.path())).ok()
         });
         if let Some(img) = decoded {
             let t = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
@@ -186,10 +186,10 @@ pub fn page(build: &Build, a: &Audit) -> Result<String> {
             };
             let thumbs: BTreeMap<u64, Option<String>> =
                 records.par_iter().map(|&r| (r, source.of(r))).collect();
-            let rows = &build.manifest.rows;
+            let m = &build.manifest;
             let who = |r: u64| {
-                rows.get(r as usize)
-                    .map(|m| format!("#{r} {} {}", m.source, m.path))
+                m.get(r)
+                    .map(|m| format!("#{r} {} {}", m.source(), m.path()))
                     .unwrap_or_default()
             };
             html! {

@@ -16,7 +16,7 @@ use crate::build_dir;
 use crate::imaging::decode::decode_bytes;
 use crate::imaging::facts::{self, ImageFacts};
 use crate::ingest::SourceRoots;
-use crate::manifest::ManifestRow;
+use crate::manifest::Row;
 use crate::progress::Reporter;
 use crate::shards::Index;
 
@@ -65,10 +65,10 @@ pub struct Images {
 
 /// The split name the audit uses for a row: `train`, `test`, `test-pool` (in the test pool
 /// but not drawn), or `None` when out of scope.
-pub fn scope(r: &ManifestRow) -> Option<&'static str> {
-    match r.split {
+pub fn scope(r: Row<'_>) -> Option<&'static str> {
+    match r.split() {
         Some(s) => Some(s.name()),
-        None if r.test_pool => Some("test-pool"),
+        None if r.test_pool() => Some("test-pool"),
         None => None,
     }
 }
@@ -94,7 +94,7 @@ pub fn from_build(build: &Build) -> Result<BTreeMap<u64, ImageFacts>> {
 /// Gathers the facts of every record in scope; `sources` is where the images are (the
 /// build's recorded `--sources` unless overridden), `None` when unknown.
 pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<Images> {
-    let rows = &build.manifest.rows;
+    let m = &build.manifest;
     let mut images = Images {
         facts: from_build(build)?,
         ..Images::default()
@@ -109,30 +109,30 @@ pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<I
             .collect(),
         Err(_) => HashMap::new(),
     };
-    let mut todo: Vec<&ManifestRow> = Vec::new();
-    let unusable = |r: &ManifestRow, reason: &str, detail: String| Unreadable {
-        record: r.record,
-        source: r.source.to_string(),
-        path: r.path.to_string(),
+    let mut todo: Vec<Row<'_>> = Vec::new();
+    let unusable = |r: Row<'_>, reason: &str, detail: String| Unreadable {
+        record: r.record(),
+        source: r.source().to_string(),
+        path: r.path().to_string(),
         split: scope(r).unwrap_or("").to_string(),
         reason: reason.to_string(),
         detail,
     };
-    for r in rows.iter().filter(|r| scope(r).is_some()) {
+    for r in m.rows().filter(|&r| scope(r).is_some()) {
         p.in_scope += 1;
-        if images.facts.contains_key(&r.record) {
+        if images.facts.contains_key(&r.record()) {
             continue;
         }
-        if let Some(e) = &r.image_error {
+        if let Some(e) = r.image_error() {
             // The manifest writes `reason: detail`.
             let (reason, detail) = e.split_once(": ").unwrap_or((e, ""));
             let detail = format!("quarantined by the image stage: {detail}");
             images.unreadable.push(unusable(r, reason, detail));
-        } else if r.path.is_empty() {
+        } else if r.path().is_empty() {
             let detail = "the row names no image".to_string();
             images.unreadable.push(unusable(r, "missing", detail));
-        } else if let Some(f) = r.sha256.as_ref().and_then(|s| cache.get(s.as_str())) {
-            images.facts.insert(r.record, f.clone());
+        } else if let Some(f) = r.sha256().and_then(|s| cache.get(s)) {
+            images.facts.insert(r.record(), f.clone());
             p.from_cache += 1;
         } else {
             todo.push(r);
@@ -149,15 +149,15 @@ pub fn gather(build: &Build, sources: Option<&Path>, progress: bool) -> Result<I
     let reporter = Reporter::new("audit: decoding", "images", todo.len() as u64, progress);
     let decoded: Vec<(u64, Result<Examined, Why>)> = todo
         .par_iter()
-        .map(|r| {
+        .map(|&r| {
             let f = examine(r, &roots, &cache);
             reporter.add(1);
-            (r.record, f)
+            (r.record(), f)
         })
         .collect();
     reporter.finish();
     let mut fresh = Vec::new();
-    for ((record, f), r) in decoded.into_iter().zip(&todo) {
+    for ((record, f), &r) in decoded.into_iter().zip(&todo) {
         match f {
             Ok(Examined::Cached(f)) => {
                 images.facts.insert(record, f);
@@ -195,11 +195,11 @@ enum Examined {
 /// Reads one record's image, checks it against the manifest's SHA-256, and takes its facts
 /// from the cache or decodes it.
 fn examine(
-    r: &ManifestRow,
+    r: Row<'_>,
     roots: &SourceRoots,
     cache: &HashMap<String, ImageFacts>,
 ) -> Result<Examined, Why> {
-    let (root, rel) = roots.of_path(&r.source, &r.path).ok_or_else(|| {
+    let (root, rel) = roots.of_path(r.source(), r.path()).ok_or_else(|| {
         (
             "missing".to_string(),
             "the source's folder is not under --sources".to_string(),
@@ -209,7 +209,7 @@ fn examine(
         .read(rel)
         .map_err(|e| ("unreadable".to_string(), format!("{e:#}")))?;
     let sha = crate::fsutil::sha256_hex(&bytes);
-    if let Some(want) = &r.sha256 {
+    if let Some(want) = r.sha256() {
         if sha != want {
             return Err((
                 "changed".to_string(),
@@ -220,7 +220,7 @@ fn examine(
     if let Some(f) = cache.get(&sha) {
         return Ok(Examined::Cached(f.clone()));
     }
-    let img = decode_bytes(&bytes, Path::new(&r.path))
+    let img = decode_bytes(&bytes, Path::new(r.path()))
         .map_err(|e| (e.reason.to_string(), e.detail.clone()))?;
     Ok(Examined::Decoded(facts::of_decoded(
         &bytes,

@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use super::{Finding, Severity};
-use crate::manifest::ManifestRow;
+use crate::manifest::Manifest;
 
 /// One line of the mapping table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,28 +39,22 @@ pub struct LabelAudit {
 }
 
 /// Tallies the manifest's label decisions.
-pub fn audit(rows: &[ManifestRow]) -> LabelAudit {
+pub fn audit(m: &Manifest) -> LabelAudit {
     // Counted under borrowed keys (one hash lookup per row, nothing copied), then merged under
     // the outcome's text, in the order of (source, outcome, parsed, finding).
     type Borrowed<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
     let mut counted: FxHashMap<Borrowed<'_>, (u64, FxHashSet<&str>)> = FxHashMap::default();
-    for r in rows {
+    for r in m.rows() {
         // Records excluded after labelling (missing image, duplicate, ...) still show the
         // class their finding mapped to; the mapping is what this table audits.
-        let why = match r.label {
+        let why = match r.label() {
             Some(_) => None,
-            None => r.exclusion.as_deref(),
+            None => r.exclusion(),
         };
-        let key = (
-            r.source.as_str(),
-            r.label.as_deref(),
-            why,
-            r.finding_parsed.as_str(),
-            r.finding.as_str(),
-        );
+        let key = (r.source(), r.label(), why, r.finding_parsed(), r.finding());
         let e = counted.entry(key).or_default();
         e.0 += 1;
-        e.1.insert(&r.patient_key);
+        e.1.insert(r.patient_key());
     }
     type Key = (String, String, String, String);
     let mut merged: BTreeMap<Key, (u64, FxHashSet<&str>)> = BTreeMap::new();
@@ -133,6 +127,7 @@ impl LabelAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::ManifestRow;
     use std::collections::BTreeSet;
 
     /// The plain version (one map of owned keys): the reference the counted version matches.
@@ -171,13 +166,13 @@ mod tests {
     #[test]
     fn the_counted_table_equals_the_reference() {
         let rows = crate::audit::overlap::tests::rows(3000);
-        let a = audit(&rows);
+        let a = audit(&Manifest::from_rows(&rows));
         assert_eq!(a.rows, reference(&rows));
         assert!(a.rows.len() > 20, "a varied table");
         assert!(!a.unknown.is_empty());
         // A class literally named like an exclusion merges with it, as in the reference.
         let mut odd = rows.clone();
         odd[0].label = Some("excluded: unmapped-finding".into());
-        assert_eq!(audit(&odd).rows, reference(&odd));
+        assert_eq!(audit(&Manifest::from_rows(&odd)).rows, reference(&odd));
     }
 }

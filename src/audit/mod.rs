@@ -229,20 +229,20 @@ pub struct Against {
 
 /// Runs the audit of a build: the metadata level always, the images when `opts.images`.
 pub fn audit(build: &Build, opts: &Options) -> Result<Audit> {
-    let rows = &build.manifest.rows;
+    let m = &build.manifest;
     let classes = build.pipeline.classes.clone();
     // The four metadata audits are independent: run side by side.
     let ((labels, overlap), (confounding, splits)) = rayon::join(
         || {
             rayon::join(
-                || timed("audit, labels", || labels::audit(rows)),
-                || timed("audit, overlap", || overlap::audit(rows)),
+                || timed("audit, labels", || labels::audit(m)),
+                || timed("audit, overlap", || overlap::audit(m)),
             )
         },
         || {
             rayon::join(
-                || timed("audit, confounding", || confounding::audit(rows, &classes)),
-                || timed("audit, splits", || splits::audit(rows, &build.pipeline)),
+                || timed("audit, confounding", || confounding::audit(m, &classes)),
+                || timed("audit, splits", || splits::audit(m, &build.pipeline)),
             )
         },
     );
@@ -311,15 +311,15 @@ fn sources_of(build: &Build, given: Option<&Path>) -> Result<Option<PathBuf>> {
 
 /// The audited images of a build as duplicate-search items.
 fn items<'a>(build: &'a Build, imgs: &'a images::Images) -> Vec<duplicates::Item<'a>> {
-    let rows = &build.manifest.rows;
+    let m = &build.manifest;
     imgs.facts
         .iter()
         .filter_map(|(&record, f)| {
-            let r = rows.get(record as usize)?;
+            let r = m.get(record)?;
             Some(duplicates::Item {
                 record,
                 split: images::scope(r)?,
-                source: &r.source,
+                source: r.source(),
                 facts: f,
             })
         })
@@ -333,16 +333,16 @@ fn image_audit(build: &Build, opts: &Options) -> Result<ImageAudit> {
     let near = build.pipeline.audit.near_bits;
     let dups = duplicates::audit(&its, near);
     let source_stats = stats::audit(&its);
-    let rows = &build.manifest.rows;
+    let m = &build.manifest;
     let probe_items: Vec<probe::ProbeItem<'_>> = its
         .iter()
         .filter(|i| i.split != "test-pool")
         .filter_map(|i| {
-            let r = &rows[i.record as usize];
+            let r = m.row(i.record as usize);
             Some(probe::ProbeItem {
-                patient: &r.patient_key,
-                source: &r.source,
-                class: r.label.as_deref()?,
+                patient: r.patient_key(),
+                source: r.source(),
+                class: r.label()?,
                 thumb: &i.facts.thumbnail,
             })
         })

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{Finding, Severity};
-use crate::manifest::ManifestRow;
+use crate::manifest::Manifest;
 use crate::record::Split;
 
 /// A patient found in more than one split.
@@ -59,7 +59,7 @@ pub struct OverlapAudit {
 }
 
 /// Computes the overlap audit from the manifest.
-pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
+pub fn audit(m: &Manifest) -> OverlapAudit {
     // Counted under borrowed keys with a slot per split; the few patients and ids that are
     // reported are then gathered in order.
     let slot = |s: Split| match s {
@@ -67,19 +67,19 @@ pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
         Split::Test => 1,
     };
     let kept = || {
-        rows.iter()
-            .filter(|r| r.exclusion.is_none() || r.split.is_some())
+        m.rows()
+            .filter(|r| r.exclusion().is_none() || r.split().is_some())
     };
     let mut by_patient: FxHashMap<&str, [u64; 2]> = FxHashMap::default();
     // Upstream id -> the first source that has it, and whether another one does too.
     let mut id_sources: FxHashMap<&str, (&str, bool)> = FxHashMap::default();
     for r in kept() {
-        if let Some(s) = r.split {
-            by_patient.entry(&r.patient_key).or_default()[slot(s)] += 1;
+        if let Some(s) = r.split() {
+            by_patient.entry(r.patient_key()).or_default()[slot(s)] += 1;
         }
-        if !r.patient.is_empty() {
-            let e = id_sources.entry(&r.patient).or_insert((&r.source, false));
-            e.1 |= e.0 != r.source;
+        if !r.patient().is_empty() {
+            let e = id_sources.entry(r.patient()).or_insert((r.source(), false));
+            e.1 |= e.0 != r.source();
         }
     }
     let splits_of = |counts: &[u64; 2]| -> BTreeMap<String, u64> {
@@ -103,11 +103,11 @@ pub fn audit(rows: &[ManifestRow]) -> OverlapAudit {
         })
         .collect();
     let mut ids: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for r in kept().filter(|r| !r.patient.is_empty() && id_sources[r.patient.as_str()].1) {
-        let split = r.split.map_or("none", |s| s.name()).to_string();
-        ids.entry(&r.patient)
+    for r in kept().filter(|r| !r.patient().is_empty() && id_sources[r.patient()].1) {
+        let split = r.split().map_or("none", |s| s.name()).to_string();
+        ids.entry(r.patient())
             .or_default()
-            .entry(r.source.to_string())
+            .entry(r.source().to_string())
             .or_default()
             .insert(split);
     }
@@ -195,6 +195,7 @@ impl OverlapAudit {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::manifest::ManifestRow;
 
     /// `n` varied manifest rows: sources, patients in one or both splits, ids shared across
     /// sources, excluded rows with and without a split, labels, findings, empty ids.
@@ -305,7 +306,7 @@ pub(crate) mod tests {
     fn the_counted_audit_equals_the_reference() {
         for n in [0, 1, 50, 3000] {
             let rows = rows(n);
-            let a = audit(&rows);
+            let a = audit(&Manifest::from_rows(&rows));
             assert_eq!(a, reference(&rows), "{n} rows");
             if n == 3000 {
                 assert!(!a.across_splits.is_empty() && !a.shared_ids.is_empty());
@@ -320,6 +321,9 @@ pub(crate) mod tests {
                 ..r
             })
             .collect();
-        assert_eq!(audit(&only_test), reference(&only_test));
+        assert_eq!(
+            audit(&Manifest::from_rows(&only_test)),
+            reference(&only_test)
+        );
     }
 }

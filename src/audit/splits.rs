@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Pipeline;
-use crate::manifest::ManifestRow;
+use crate::manifest::Manifest;
 
 /// Images and patients of one class in one split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,31 +37,31 @@ pub struct SplitAudit {
 }
 
 /// Computes the split audit.
-pub fn audit(rows: &[ManifestRow], pipeline: &Pipeline) -> SplitAudit {
+pub fn audit(m: &Manifest, pipeline: &Pipeline) -> SplitAudit {
     let mut cells: BTreeMap<(usize, usize), (u64, BTreeSet<&str>)> = BTreeMap::new();
     let class_pos = |c: &str| pipeline.class_index(c).unwrap_or(usize::MAX);
     let (mut pool, mut used) = (0, 0);
-    for r in rows {
-        let Some(label) = &r.label else { continue };
-        let split = match (r.split, r.test_pool) {
+    for r in m.rows() {
+        let Some(label) = r.label() else { continue };
+        let split = match (r.split(), r.test_pool()) {
             (Some(crate::record::Split::Train), _) => 0,
             (Some(crate::record::Split::Test), _) => 1,
             (None, true) => 2,
             (None, false) => continue,
         };
-        if r.test_pool {
+        if r.test_pool() {
             pool += 1;
             used += (split == 1) as u64;
         }
         let e = cells.entry((class_pos(label), split)).or_default();
         e.0 += 1;
-        e.1.insert(&r.patient_key);
+        e.1.insert(r.patient_key());
     }
     let split_name = ["train", "test", "test-pool-unused"];
     let list = pipeline.split.pinned_test_list.clone();
     let pinned_entries = if list.is_some() {
-        rows.iter()
-            .filter(|r| r.split == Some(crate::record::Split::Test))
+        m.rows()
+            .filter(|r| r.split() == Some(crate::record::Split::Test))
             .count() as u64
     } else {
         0

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build_dir::BuildDir;
 use crate::lock::Lock;
-use crate::manifest::{Manifest, ManifestRow};
+use crate::manifest::{Manifest, Row};
 use crate::record::Split;
 use crate::shards::{Dataset, SampleRef, Verify};
 
@@ -116,7 +116,7 @@ impl Source {
     }
 
     /// The manifest row of a sample, or an error naming the manifest.
-    pub fn row(&self, record: u64) -> Result<&ManifestRow> {
+    pub fn row(&self, record: u64) -> Result<Row<'_>> {
         self.manifest.get(record).with_context(|| {
             format!(
                 "{}: record {record} is not in the manifest",
@@ -200,13 +200,13 @@ impl SampleMeta {
             label: s.label,
             class: class.clone(),
             split: split.name().to_string(),
-            source: row.source.to_string(),
-            patient: row.patient_key.to_string(),
+            source: row.source().to_string(),
+            patient: row.patient_key().to_string(),
             split_image: row.split_image(),
-            path: row.path.to_string(),
-            image_sha256: row.sha256.as_deref().unwrap_or_default().to_string(),
-            view: row.view.to_string(),
-            finding: row.finding.to_string(),
+            path: row.path().to_string(),
+            image_sha256: row.sha256().unwrap_or_default().to_string(),
+            view: row.view().to_string(),
+            finding: row.finding().to_string(),
         })
     }
 }

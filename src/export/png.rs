@@ -40,11 +40,11 @@ pub fn export(src: &Source, out: &Path, opts: &Options) -> Result<usize> {
                     bail!(
                         "{split}: records {prev} ({}:{}) and {} ({}:{}) are both named {name:?} \
                          in the split file; COVID-Net's layout cannot hold both",
-                        other.file,
-                        other.line,
+                        other.file(),
+                        other.line(),
                         s.record,
-                        row.file,
-                        row.line,
+                        row.file(),
+                        row.line(),
                         split = split.name()
                     );
                 }

@@ -265,17 +265,11 @@ pub fn evaluate(
         probs.extend(probabilities(model, &b.to_device(device).0, precision)?);
         truth.extend(b.labels.iter().map(|&l| l as usize));
         for &r in &b.records {
-            sources.push(
-                manifest
-                    .get(r)
-                    .map(|m| m.source.clone())
-                    .unwrap_or_default(),
-            );
+            sources.push(manifest.get(r).map(|m| m.source()).unwrap_or_default());
         }
         Ok(true)
     })?;
-    let refs: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
-    Ok(Metrics::compute(&probs, &truth, &refs, model.classes()))
+    Ok(Metrics::compute(&probs, &truth, &sources, model.classes()))
 }
 
 /// Adam (learning rate `lr`) over the trainable variables of `vs`, with float16's loss
