@@ -70,7 +70,10 @@ pub const COLUMNS: [(&str, ColumnType); 20] = [
 
 /// Builds the manifest DataFrame: one row per candidate record, every column of [`COLUMNS`].
 /// String columns are filled from borrowed `&str`s (no per-record copies), in parallel.
-pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
+/// `keys` are patient keys already made (indexed by record, as
+/// [`crate::split::Assignment::keys`]); a record past their end or with an empty one gets
+/// its key made here.
+pub fn frame(records: &[Record], keys: &[String], classes: &[String]) -> Result<DataFrame> {
     let n = records.len();
     let strs = |name: &str, f: fn(&Record) -> &str| -> Column {
         Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
@@ -79,7 +82,15 @@ pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
         Column::new(name.into(), records.iter().map(f).collect::<Vec<_>>())
     };
     // Built in parallel, one column per task (the string columns copy every value).
-    let keys: Vec<String> = records.par_iter().map(Record::patient_key).collect();
+    let made: Vec<Option<String>> = records
+        .par_iter()
+        .enumerate()
+        .map(|(i, r)| match keys.get(i) {
+            Some(k) if !k.is_empty() => None,
+            _ => Some(r.patient_key()),
+        })
+        .collect();
+    let key = |i: usize| made[i].as_deref().unwrap_or_else(|| keys[i].as_str());
     type Build<'a> = Box<dyn Fn() -> Column + Send + Sync + 'a>;
     let builders: Vec<Build<'_>> = vec![
         Box::new(|| Column::new("record".into(), (0..n as u64).collect::<Vec<_>>())),
@@ -93,12 +104,7 @@ pub fn frame(records: &[Record], classes: &[String]) -> Result<DataFrame> {
             )
         }),
         Box::new(|| strs("patient", |r| &r.patient)),
-        Box::new(|| {
-            Column::new(
-                "patient_key".into(),
-                keys.iter().map(String::as_str).collect::<Vec<_>>(),
-            )
-        }),
+        Box::new(|| Column::new("patient_key".into(), (0..n).map(key).collect::<Vec<_>>())),
         Box::new(|| strs("image", |r| &r.image)),
         Box::new(|| strs("path", |r| &r.path)),
         Box::new(|| strs("finding", |r| &r.finding)),
@@ -785,7 +791,21 @@ mod tests {
                 ..Record::default()
             })
             .collect();
-        let df = frame(&records, &classes).unwrap();
+        // Keys given for some records (every third empty, the last 100 past the end) are used;
+        // the rest are made: both give the same column.
+        let keys: Vec<String> = records[..records.len() - 100]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if i % 3 == 0 {
+                    String::new()
+                } else {
+                    r.patient_key()
+                }
+            })
+            .collect();
+        let df = frame(&records, &keys, &classes).unwrap();
+        assert!(df.equals_missing(&frame(&records, &[], &classes).unwrap()));
         let whole = Manifest::from_frame(&df, "m").unwrap();
         let mut chunked = df.slice(0, 4097);
         chunked.vstack_mut(&df.slice(4097, 3000)).unwrap();
@@ -805,7 +825,7 @@ mod tests {
             assert_eq!(row.label(), r.label.map(|l| classes[l].as_str()));
             assert_eq!(row.sha256(), r.sha256.as_deref());
         }
-        let empty = frame(&[], &classes).unwrap();
+        let empty = frame(&[], &[], &classes).unwrap();
         assert!(Manifest::from_frame(&empty, "m").unwrap().is_empty());
     }
 
@@ -898,7 +918,7 @@ mod tests {
     fn written_manifest_reads_back_typed() {
         let classes = vec!["normal".to_string(), "COVID-19".to_string()];
         let recs = records();
-        let df = frame(&recs, &classes).unwrap();
+        let df = frame(&recs, &[], &classes).unwrap();
         let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
         assert_eq!(names, COLUMNS.map(|(n, _)| n));
         let dir = tempfile::tempdir().unwrap();
@@ -924,7 +944,7 @@ mod tests {
     #[test]
     fn bad_manifests_name_file_and_column() {
         let classes = vec!["normal".to_string(), "COVID-19".to_string()];
-        let df = frame(&records(), &classes).unwrap();
+        let df = frame(&records(), &[], &classes).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.parquet");
         let write = |df: &DataFrame, format: &str, version: &str| {

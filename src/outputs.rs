@@ -53,7 +53,7 @@ pub fn write(
 ) -> Result<Written> {
     let classes = &pipeline.classes;
     let t = std::time::Instant::now();
-    let frame = manifest::frame(records, classes)?;
+    let frame = manifest::frame(records, &assignment.keys, classes)?;
     tracing::info!("manifest frame: {:.3?}", t.elapsed());
     let t = std::time::Instant::now();
     // A split file in parts of 16k lines, made in parallel.

@@ -169,7 +169,7 @@ fn write_manifest(dir: &BuildDir, rows: &[covidx::manifest::ManifestRow]) {
             }
         })
         .collect();
-    let frame = covidx::manifest::frame(&records, &classes).unwrap();
+    let frame = covidx::manifest::frame(&records, &[], &classes).unwrap();
     let bytes = covidx::manifest::parquet_bytes(
         &frame,
         covidx::manifest::FORMAT,

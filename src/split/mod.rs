@@ -166,6 +166,9 @@ pub struct Assignment {
     pub left_out: BTreeMap<String, usize>,
     /// Patient keys with records in both splits (only possible with `split.pins = "per-class"`).
     pub straddling: Vec<String>,
+    /// Each record's patient key ([`Record::patient_key`]), indexed by record; empty for the
+    /// records the split did not keep (made once here, reused by the manifest).
+    pub keys: Vec<String>,
 }
 
 /// Pipeline order of the candidate records: group by group, class by class, source by source,
@@ -348,6 +351,7 @@ pub fn assign(
 
     lap("assigned");
     out.straddling = straddling(records, &keys, &out);
+    out.keys = keys;
     lap("straddling");
     if !per_class && !out.straddling.is_empty() {
         bail!(
